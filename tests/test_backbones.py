@@ -59,7 +59,7 @@ def test_resnet_weights_from_a_local_file(tmp_path):
     bb = create_backbone("resnet18", tmp_path / "r18.pth")
     assert torch.equal(bb.module[0].weight, ref.conv1.weight)
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(StvizError, match="bad.pth"):
+    with pytest.raises(StvizError, match=r"bad\.pth"):
         create_backbone("resnet18", tmp_path / "bad.pth")
 
 

@@ -5,8 +5,13 @@ import json
 import pytest
 import torch
 
-from stviz.core.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, build_network, load_network,
-                                   save_checkpoint)
+from stviz.core.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    build_network,
+    load_network,
+    save_checkpoint,
+)
 from stviz.core.model import load_model
 from stviz.core.network import ModelSpec, NetworkConfig
 from stviz.errors import StvizError

@@ -106,8 +106,9 @@ class Explanation:
         d = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
         d["predicted_class"] = self.predicted_class
         d["target_class"] = self.target_class
-        d["probabilities"] = {c: round(float(p), 6) for c, p in zip(self.classes, self.probabilities)}
-        d["n_sampled"] = int(len(self.frame_indices))
+        d["probabilities"] = {c: round(float(p), 6)
+                              for c, p in zip(self.classes, self.probabilities)}
+        d["n_sampled"] = len(self.frame_indices)
         d["map_size"] = list(self.spatial.shape[1:])
         d["peak_frames"] = [int(self.frame_indices[i]) for i in self.top_frames(5)]
         return d
@@ -130,7 +131,8 @@ class Explanation:
             meta = json.loads((out_dir / SUMMARY_FILE).read_text())
             arrays = np.load(out_dir / ARRAYS_FILE)
         except (OSError, ValueError) as exc:
-            raise StvizError(f"{out_dir}: not a saved explanation ({exc}); run `stviz explain`") from exc
+            raise StvizError(f"{out_dir}: not a saved explanation ({exc}); "
+                             "run `stviz explain`") from exc
         keep = {f for f in cls.__dataclass_fields__}
         kwargs = {k: v for k, v in meta.items() if k in keep and k not in arrays.files}
         kwargs.update({k: arrays[k] for k in arrays.files})
