@@ -1,189 +1,16 @@
-"""The `stviz` command: parse options, call `stviz.api`, print with Rich.
-
-Exit codes: 0 success, 2 a user error (one line on stderr), 1 a bug.
-"""
+"""`stviz synth` and `stviz train`: make a benchmark, train the attention network on it."""
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from stviz import __version__
-from stviz.errors import StvizError, StvizWarning
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+from stviz.cli.common import Progress, Settings, TrainProgress, common_options
 
 
-def _show_warning(message: Any, category: type[Warning], *_args: Any, **_kwargs: Any) -> None:
-    if issubclass(category, StvizWarning):
-        err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
-    else:
-        _default_showwarning(message, category, *_args, **_kwargs)
-
-
-_default_showwarning = warnings.showwarning
-
-
-class Settings:
-    """Options shared by every command."""
-
-    def __init__(self, device: str = "auto", quiet: bool = False) -> None:
-        self.device = device
-        self.quiet = quiet
-
-    def say(self, *args: Any, **kwargs: Any) -> None:
-        if not self.quiet:
-            out.print(*args, **kwargs)
-
-
-def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --device and --quiet to a command and hand it a `Settings` as `settings`."""
-
-    @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
-                  help="Where to run models; mixed precision is used on CUDA.")
-    @click.option("--quiet", "-q", is_flag=True, help="Print only results and errors.")
-    @functools.wraps(fn)
-    def wrapper(*args: Any, device: str, quiet: bool, **kwargs: Any) -> Any:
-        return fn(*args, settings=Settings(device, quiet), **kwargs)
-
-    return wrapper
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", prog_name="stviz")
-def cli() -> None:
-    """Show where and when a video action recognition model looked, and measure it.
-
-    \b
-    Start with:
-      stviz info VIDEO               what stviz sees in a video
-      stviz models                   the checkpoints it can use
-    """
-
-
-def _existing_file(path: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise StvizError(f"{p}: no such file; check the path")
-    return p
-
-
-@cli.command()
-@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--frames", "-t", "t", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Clip length T: frames sampled uniformly over the video.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@common_options
-def info(video: Path, t: int, as_json: bool, settings: Settings) -> None:
-    """Video metadata and the frames a T-frame clip would sample.
-
-    The frame count is verified by decoding, not only read from the container.
-    A video shorter than T frames repeats its nearest frames (with a warning).
-    """
-    from stviz import api
-
-    report = api.video_report(_existing_file(str(video)), t)
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    table = Table(show_header=False, box=None, pad_edge=False)
-    for key in ("path", "frames", "claimed_frames", "fps", "width", "height", "duration_s"):
-        table.add_row(f"[bold]{key}[/]", str(report[key]))
-    table.add_row("[bold]sampled[/]", f"T={t}: " + ", ".join(map(str, report["sampled_frames"])))
-    out.print(table)
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@common_options
-def models(as_json: bool, settings: Settings) -> None:
-    """Bundled and local checkpoints, with their classes and test metrics.
-
-    Searched: $STVIZ_MODELS, the bundled models/ folder, ~/.cache/stviz/models.
-    """
-    from stviz import api
-
-    rows = api.list_models()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        out.print("no checkpoints found; train one with `stviz train` or run `make model`")
-        return
-    table = Table(title="stviz models")
-    for col in ("name", "backbone", "T", "classes", "metrics", "path"):
-        table.add_column(col)
-    for r in rows:
-        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in r["metrics"].items())
-        classes = ", ".join(r["classes"][:6]) + (" ..." if len(r["classes"]) > 6 else "")
-        table.add_row(r["name"], r["backbone"], str(r["frames"]),
-                      f"{len(r['classes'])}: {classes}", metrics or "-", r["path"])
-    out.print(table)
-
-
-class _Progress:
-    """A Rich progress bar for long work; silent with --quiet."""
-
-    def __init__(self, settings: Settings) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=err,
-                            disable=settings.quiet, transient=False)
-        self.task: Any = None
-
-    def __enter__(self) -> _Progress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
-
-    def stage(self, name: str, total: int) -> None:
-        if self.task is not None:
-            self.bar.stop_task(self.task)
-        self.task = self.bar.add_task(name, total=total)
-
-    def advance(self, done: int, total: int) -> None:
-        if self.task is None:
-            self.stage("working", total)
-        self.bar.update(self.task, completed=done, total=total)
-
-
-class _TrainProgress(_Progress):
-    """Progress plus one line per epoch: every loss term and the accuracies."""
-
-    def epoch(self, r: dict[str, Any]) -> None:
-        self.advance(r["epoch"], self.bar.tasks[-1].total or r["epoch"])
-        self.bar.console.print(
-            f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  ce {r['train_ce']:.4f}  "
-            f"tv {r['train_tv']:.2f}  contrast {r['train_contrast']:.2f}  "
-            f"unimodal {r['train_unimodal']:.4f}  acc {r['train_accuracy']:.3f}  "
-            f"val_acc {r['val_accuracy']:.3f}  val_loss {r['val_loss']:.4f}  "
-            f"lr {r['lr']:.1e}  {r['seconds']:.1f}s" + ("  [green]best[/]" if r["best"] else ""),
-            highlight=False)
-
-
-@cli.command()
+@click.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--n-train", type=click.IntRange(min=0), default=800, show_default=True,
               help="Training clips.")
@@ -217,14 +44,14 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
     from stviz.datasets.synth import SynthConfig, generate
 
     cfg = SynthConfig(frames=frames, size=size, difficulty=difficulty)
-    with _Progress(settings) as bar:
+    with Progress(settings) as bar:
         bar.stage("rendering clips", n_train + n_test)
         path = generate(out, n_train, n_test, seed, cfg, workers=workers, overwrite=overwrite,
                         progress=bar.advance)
     settings.say(f"wrote {n_train + n_test} clips and {path}")
 
 
-@cli.command()
+@click.command()
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Checkpoint folder to write (best model, metrics.jsonl).")
@@ -294,7 +121,7 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                                                         lambda_unimodal),
                       finetune_backbone=finetune_backbone, seed=seed, device=settings.device,
                       amp=not no_amp, cache_dir=str(cache_dir), split=split)
-    with _TrainProgress(settings) as bar:
+    with TrainProgress(settings) as bar:
         result = run_training(dataset, out_dir, cfg, resume=resume, overwrite=overwrite,
                               reporter=bar)
     settings.say(f"best epoch {result.best_epoch}: val_accuracy "
@@ -302,25 +129,3 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                  f"{result.seconds:.0f} s; checkpoint {result.checkpoint}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors exit 2 with one line, bugs exit 1 with a traceback."""
-    warnings.showwarning = _show_warning
-    try:
-        cli.main(args=argv, prog_name="stviz", standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except StvizError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    sys.exit(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,59 @@
+"""The `stviz` command: parse options, call `stviz.api`, print with Rich.
+
+One module per family of commands; each is a thin layer over the Python API.
+Exit codes: 0 success, 2 a user error (one line on stderr), 1 a bug.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+from rich.markup import escape
+
+from stviz import __version__
+from stviz.cli import info, train
+from stviz.cli.common import err, show_warning
+from stviz.errors import StvizError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="stviz")
+def cli() -> None:
+    """Show where and when a video action recognition model looked, and measure it.
+
+    \b
+    Start with:
+      stviz info VIDEO               what stviz sees in a video
+      stviz models                   the checkpoints it can use
+    """
+
+
+
+for _command in (info.info, info.models, train.synth, train.train):
+    cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors exit 2 with one line, bugs exit 1 with a traceback."""
+    warnings.showwarning = show_warning
+    try:
+        cli.main(args=argv, prog_name="stviz", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except StvizError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""What every command shares: consoles, the --device/--quiet options, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from stviz.errors import StvizError, StvizWarning
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def show_warning(message: Any, category: type[Warning], *_args: Any, **_kwargs: Any) -> None:
+    if issubclass(category, StvizWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+    else:
+        default_showwarning(message, category, *_args, **_kwargs)
+
+
+default_showwarning = warnings.showwarning
+
+
+class Settings:
+    """Options shared by every command."""
+
+    def __init__(self, device: str = "auto", quiet: bool = False) -> None:
+        self.device = device
+        self.quiet = quiet
+
+    def say(self, *args: Any, **kwargs: Any) -> None:
+        if not self.quiet:
+            out.print(*args, **kwargs)
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --device and --quiet to a command and hand it a `Settings` as `settings`."""
+
+    @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+                  help="Where to run models; mixed precision is used on CUDA.")
+    @click.option("--quiet", "-q", is_flag=True, help="Print only results and errors.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, device: str, quiet: bool, **kwargs: Any) -> Any:
+        return fn(*args, settings=Settings(device, quiet), **kwargs)
+
+    return wrapper
+
+
+def existing_file(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise StvizError(f"{p}: no such file; check the path")
+    return p
+
+
+class Progress:
+    """A Rich progress bar for long work; silent with --quiet."""
+
+    def __init__(self, settings: Settings) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                            disable=settings.quiet, transient=False)
+        self.task: Any = None
+
+    def __enter__(self) -> Progress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def stage(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.bar.stop_task(self.task)
+        self.task = self.bar.add_task(name, total=total)
+
+    def advance(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.stage("working", total)
+        self.bar.update(self.task, completed=done, total=total)
+
+
+class TrainProgress(Progress):
+    """Progress plus one line per epoch: every loss term and the accuracies."""
+
+    def epoch(self, r: dict[str, Any]) -> None:
+        self.advance(r["epoch"], self.bar.tasks[-1].total or r["epoch"])
+        self.bar.console.print(
+            f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  ce {r['train_ce']:.4f}  "
+            f"tv {r['train_tv']:.2f}  contrast {r['train_contrast']:.2f}  "
+            f"unimodal {r['train_unimodal']:.4f}  acc {r['train_accuracy']:.3f}  "
+            f"val_acc {r['val_accuracy']:.3f}  val_loss {r['val_loss']:.4f}  "
+            f"lr {r['lr']:.1e}  {r['seconds']:.1f}s" + ("  [green]best[/]" if r["best"] else ""),
+            highlight=False)
+
+

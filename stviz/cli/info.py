@@ -1,0 +1,67 @@
+"""`stviz info` and `stviz models`: what stviz sees in a video, and which checkpoints it has."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from stviz.cli.common import Settings, common_options, existing_file, out
+
+
+@click.command()
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--frames", "-t", "t", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Clip length T: frames sampled uniformly over the video.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@common_options
+def info(video: Path, t: int, as_json: bool, settings: Settings) -> None:
+    """Video metadata and the frames a T-frame clip would sample.
+
+    The frame count is verified by decoding, not only read from the container.
+    A video shorter than T frames repeats its nearest frames (with a warning).
+    """
+    from stviz import api
+
+    report = api.video_report(existing_file(str(video)), t)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for key in ("path", "frames", "claimed_frames", "fps", "width", "height", "duration_s"):
+        table.add_row(f"[bold]{key}[/]", str(report[key]))
+    table.add_row("[bold]sampled[/]", f"T={t}: " + ", ".join(map(str, report["sampled_frames"])))
+    out.print(table)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@common_options
+def models(as_json: bool, settings: Settings) -> None:
+    """Bundled and local checkpoints, with their classes and test metrics.
+
+    Searched: $STVIZ_MODELS, the bundled models/ folder, ~/.cache/stviz/models.
+    """
+    from stviz import api
+
+    rows = api.list_models()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no checkpoints found; train one with `stviz train` or run `make model`")
+        return
+    table = Table(title="stviz models")
+    for col in ("name", "backbone", "T", "classes", "metrics", "path"):
+        table.add_column(col)
+    for r in rows:
+        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in r["metrics"].items())
+        classes = ", ".join(r["classes"][:6]) + (" ..." if len(r["classes"]) > 6 else "")
+        table.add_row(r["name"], r["backbone"], str(r["frames"]),
+                      f"{len(r['classes'])}: {classes}", metrics or "-", r["path"])
+    out.print(table)
+
+
