@@ -9,7 +9,7 @@ from stviz.core.checkpoint import find_checkpoints, read_spec
 from stviz.core.model import AttentionModel, load_model
 from stviz.errors import StvizError, warn
 
-__all__ = ["AttentionModel", "list_models", "load_model", "video_report"]
+__all__ = ["AttentionModel", "evaluate", "list_models", "load_model", "video_report"]
 
 
 def video_report(path: str | Path, t: int = 16) -> dict[str, Any]:
@@ -38,3 +38,28 @@ def list_models() -> list[dict[str, Any]]:
                      "frames": spec.frames, "input_size": spec.input_size,
                      "classes": spec.classes, "metrics": spec.metrics})
     return rows
+
+
+def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = "test",
+             out: str | Path | None = None, device: str = "auto",
+             cache_dir: str | Path | None = ".stviz-data/features",
+             overwrite: bool = False, progress: Any = None) -> tuple[Any, list[Path]]:
+    """Accuracy, per-class accuracy and confusion of `model` (default: the bundled one)
+    on a data set split; with `out`, write `evaluation.json` and `confusion.png` there."""
+    from stviz.evaluate.model_eval import evaluate_model
+    from stviz.files import check_writable, write_json
+    from stviz.render.confusion import render_confusion
+
+    written: list[Path] = []
+    if out is not None:
+        targets = [Path(out) / "evaluation.json", Path(out) / "confusion.png"]
+        for target in targets:  # refuse before the work, not after
+            check_writable(target, overwrite)
+    result = evaluate_model(load_model(model, device), dataset, split, cache_dir, progress)
+    if out is not None:
+        written.append(write_json(targets[0], result.to_dict(), overwrite))
+        written.append(render_confusion(result.confusion, result.classes, targets[1],
+                                        title=f"{result.model} on {dataset} ({split}): "
+                                              f"accuracy {result.accuracy:.3f}",
+                                        overwrite=overwrite))
+    return result, written

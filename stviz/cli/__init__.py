@@ -31,7 +31,7 @@ def cli() -> None:
 
 
 
-for _command in (info.info, info.models, train.synth, train.train):
+for _command in (info.info, info.models, train.synth, train.train, train.evaluate):
     cli.add_command(_command)
 
 
