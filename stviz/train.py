@@ -251,7 +251,7 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
             scaler.step(opt)
             scaler.update()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
             correct += int((out_net.logits.argmax(1) == target).sum())
             seen += len(idx)
         record = {"epoch": epoch, "lr": opt.param_groups[0]["lr"],
