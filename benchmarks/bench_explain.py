@@ -1,9 +1,16 @@
-"""Seconds per clip of every explanation method, and attention's cost over plain inference.
+"""Seconds per 16-frame clip of every explanation method, and `stviz explain` end to end.
 
-An EfficientNet-Lite0 stviz model (offline ImageNet backbone, random head, folded
-inference backbone) on 16-frame clips at 224x224, on the CPU unless --device says.
+The model is the default one (synth10-lite0) when it is installed; otherwise a freshly
+built, untrained model of the same architecture (EfficientNet-Lite0 with its offline
+ImageNet weights, random head), saved to a temporary checkpoint for the end-to-end runs.
+The output says which. Method times are the best of --repeats on one clip at 224x224
+(attention also against plain inference); the end-to-end times are the wall time of
+`stviz explain` as a user runs it (a new process: imports, model loading, decoding,
+explaining, rendering every frame, writing) on a 10-second 340x256 video at 25 fps, in
+default mode and with --dense.
 
     .venv/bin/python benchmarks/bench_explain.py [--methods attention gradcam] [--repeats 3]
+        [--device cpu] [--video-seconds 10] [--no-e2e]
 """
 
 from __future__ import annotations
@@ -11,15 +18,24 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from stviz.core.checkpoint import build_network
+from stviz.core.checkpoint import DEFAULT_MODEL, build_network, save_checkpoint
 from stviz.core.device import resolve_device
-from stviz.core.model import AttentionModel
+from stviz.core.model import AttentionModel, load_model
 from stviz.core.network import ModelSpec, NetworkConfig
+from stviz.errors import StvizError
 from stviz.explain import METHODS, from_stviz, get_method
+from stviz.video import write_video
+
+VIDEO_SIZE, VIDEO_FPS = (340, 256), 25.0
 
 
 def seconds(fn, repeats: int) -> float:
@@ -33,32 +49,93 @@ def seconds(fn, repeats: int) -> float:
     return min(times)
 
 
+def default_or_untrained(device: torch.device, frames: int) -> tuple[AttentionModel, str]:
+    """(model, what it is): the installed default model, or an untrained stand-in."""
+    try:
+        return load_model(None, device), f"{DEFAULT_MODEL} (the default model)"
+    except StvizError as exc:
+        why = str(exc).split(";")[0]
+    torch.manual_seed(0)
+    spec = ModelSpec(network=NetworkConfig(num_classes=10), frames=frames,
+                     classes=[f"class{i}" for i in range(10)])
+    model = AttentionModel(build_network(spec).to(device).eval(), spec, device)
+    return model, (f"untrained {spec.backbone} model of the default architecture ({why}); "
+                   "times are the same as a trained one's")
+
+
+def test_video(path: Path, duration: float) -> Path:
+    """A `duration`-second 340x256 video of a square crossing a textured background."""
+    w, h = VIDEO_SIZE
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 256, (h // 8, w // 8, 3), np.uint8).repeat(8, 0).repeat(8, 1)
+    n = round(duration * VIDEO_FPS)
+    frames = []
+    for i in range(n):
+        f = np.zeros((h, w, 3), np.uint8)
+        f[:background.shape[0], :background.shape[1]] = background
+        x = int((w - 60) * i / max(n - 1, 1))
+        f[100:160, x:x + 60] = (230, 40, 40)
+        frames.append(f)
+    return write_video(path, frames, VIDEO_FPS)
+
+
+def end_to_end(args: list[str]) -> float:
+    """Wall time of one `stviz explain` process; its error, if any, is shown and raised."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "stviz", "explain", *args, "--quiet"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"stviz explain failed:\n{done.stderr}")
+    return wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--video-seconds", type=float, default=10.0)
+    parser.add_argument("--no-e2e", action="store_true", help="Skip the end-to-end runs.")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    spec = ModelSpec(network=NetworkConfig(num_classes=10), frames=args.frames,
-                     classes=[f"class{i}" for i in range(10)])
-    model = AttentionModel(build_network(spec).to(device).eval(), spec, device)
-    clf = from_stviz(model.use_inference_backbone())
-    x = torch.randn(1, args.frames, 3, spec.input_size, spec.input_size, device=device)
+    model, what = default_or_untrained(device, args.frames)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, device {device}")
+    print(f"model: {what}")
+    clf = from_stviz(model.use_inference_backbone())
+    x = torch.randn(1, args.frames, 3, model.spec.input_size, model.spec.input_size,
+                    device=device)
     clf.layer_info()  # the one-off probe is not part of any method's time
     plain = seconds(lambda: clf.predict(x), args.repeats)
-    print(f"{'inference':16} {plain:8.3f} s")
+    print(f"seconds per {args.frames}-frame clip at {model.spec.input_size}x"
+          f"{model.spec.input_size}:")
+    print(f"  {'inference':16} {plain:8.3f} s")
     for name in args.methods:
         method = get_method(name)
         s = seconds(lambda m=method: m.attribute(clf, x, 0), 1 if name != "attention" else
                     args.repeats)
         extra = f"  ({s / plain:.2f}x inference)" if name == "attention" else ""
-        print(f"{name:16} {s:8.3f} s{extra}  {method.params()}", flush=True)
+        print(f"  {name:16} {s:8.3f} s{extra}  {method.params()}", flush=True)
+    if args.no_e2e:
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        video = test_video(Path(tmp) / "bench.mp4", args.video_seconds)
+        model_args = ["--device", args.device]
+        if model.path is None:  # the untrained stand-in: a checkpoint the CLI can load
+            save_checkpoint(model.net, model.spec, Path(tmp) / "untrained")
+            model_args += ["--model", str(Path(tmp) / "untrained")]
+        w, h = VIDEO_SIZE
+        print(f"stviz explain, end to end on a {args.video_seconds:g} s {w}x{h} video at "
+              f"{VIDEO_FPS:g} fps ({round(args.video_seconds * VIDEO_FPS)} frames; default "
+              "outputs: overlay.mp4, temporal.png, keyframes.png, explanation.json/.npz):")
+        for label, extra in (("default", []), ("--dense", ["--dense"])):
+            wall = end_to_end([str(video), *model_args, *extra, "--out",
+                               str(Path(tmp) / label.strip("-"))])
+            print(f"  {label:16} {wall:8.2f} s", flush=True)
 
 
 if __name__ == "__main__":

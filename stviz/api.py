@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stviz.core.checkpoint import find_checkpoints, read_spec
 from stviz.core.model import AttentionModel, load_model
 from stviz.errors import StvizError, warn
+from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP
 
-__all__ = ["AttentionModel", "evaluate", "list_models", "load_model", "video_report"]
+__all__ = ["AttentionModel", "CompareResult", "ExplainResult", "annotations_summary", "compare",
+           "evaluate", "explain", "list_models", "load_classifier", "load_model",
+           "localize_eval", "video_report"]
 
 
 def video_report(path: str | Path, t: int = 16) -> dict[str, Any]:
@@ -63,3 +70,189 @@ def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = 
                                               f"accuracy {result.accuracy:.3f}",
                                         overwrite=overwrite))
     return result, written
+
+
+# Explaining one video ------------------------------------------------------------------
+
+
+@dataclass
+class ExplainResult:
+    """What `explain` did: the explanation, the files written, where the time went."""
+
+    explanation: Any  # stviz.explain.Explanation
+    files: list[Path]
+    seconds: dict[str, float]  # load, explain (decode + method), render, total
+    model: str
+    bundled_synthetic: bool  # the default model, trained on synthetic shapes only
+
+
+@dataclass
+class CompareResult:
+    """What `compare` did: one explanation per method (the reference first), their
+    pairwise agreement (`stviz.explain.agreement_table`), the files, the times."""
+
+    explanations: list[Any]
+    agreement: dict[str, Any]
+    files: list[Path]
+    seconds: dict[str, float]  # load, explain (decode + all methods), render, total
+    model: str
+    bundled_synthetic: bool
+
+
+def default_out_dir(video: str | Path) -> Path:
+    """Where the CLI writes a video's files: stviz-out/<video file name without extension>."""
+    return Path("stviz-out") / Path(video).stem
+
+
+def load_classifier(model: Any = None, *, device: str = "auto", arch: str | None = None,
+                    layout: str = "NCTHW", layer: str | None = None,
+                    classes: str | Path | None = None, frames: int | None = None,
+                    input_size: int | None = None) -> Any:
+    """A `VideoClassifier` to explain: `model` as loaded (an `AttentionModel` or a
+    `VideoClassifier`), or a stviz checkpoint folder/name (None: the bundled default), or
+    with `arch` a torchvision video state dict, or a TorchScript file (see
+    `stviz.explain.load_classifier` for `layout`, `classes`, `frames`, `input_size`)."""
+    from stviz.explain import VideoClassifier, as_classifier
+    from stviz.explain import load_classifier as load
+
+    if isinstance(model, (VideoClassifier, AttentionModel)):
+        return as_classifier(model)
+    return load(model, arch, layout=layout, classes=classes, frames=frames or 16,
+                input_size=input_size, layer=layer, device=device)
+
+
+def explain(video: str | Path, model: Any = None, method: str = "attention",
+            target: int | str | None = None, *, frames: int | None = None, dense: bool = False,
+            window: int | None = None, stride: int | None = None, out: str | Path | None = None,
+            formats: str | Sequence[str] | None = None, annotations: str | Path | None = None,
+            cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
+            device: str = "auto", progress: Any = None,
+            method_params: dict[str, Any] | None = None, **load_options: Any) -> ExplainResult:
+    """Explain why `model` (default: the bundled one) classifies `video` as it does.
+
+    `target`: the class to explain (name or index; default the predicted one). Default
+    mode explains T = `frames` sampled frames and interpolates the others; `dense`
+    explains windows of `window` frames every `stride` over the whole video.
+
+    With `out`, write the files of `formats` there (default mp4, png, json; gif too; the
+    names are in `stviz.render.outputs`), refusing to replace existing ones unless
+    `overwrite`; `annotations`: a ground-truth file whose boxes and segments for this
+    video are drawn. `progress(stage, done, total)` is called as work advances.
+    `load_options` (arch, layout, layer, classes, input_size) go to `load_classifier`.
+    """
+    from stviz.explain import explain_video, get_method
+    from stviz.render import outputs
+
+    start = time.perf_counter()
+    if not dense and (window or stride):
+        raise StvizError("--window and --stride set the windows of --dense; add --dense")
+    get_method(method, **(method_params or {}))
+    fmts, record = _prepare("explain", video, out, formats, overwrite, annotations, cmap,
+                            alpha)
+    clf = load_classifier(model, device=device, frames=frames, **load_options)
+    loaded = time.perf_counter()
+    expl = explain_video(clf, video, method, target, frames, dense, window, stride,
+                         None if progress is None else functools.partial(progress, "explaining"),
+                         **(method_params or {}))
+    explained = time.perf_counter()
+    files: list[Path] = []
+    if out is not None:
+        truth = outputs.ground_truth(record, expl) if record is not None else None
+        files = outputs.write_explanation(expl, out, fmts, truth=truth, cmap=cmap, alpha=alpha,
+                                          overwrite=overwrite, progress=progress)
+    return ExplainResult(expl, files, _timings(start, loaded, explained), clf.name,
+                         _bundled(clf))
+
+
+def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: Any = None,
+            target: int | str | None = None, *, frames: int | None = None,
+            out: str | Path | None = None, formats: str | Sequence[str] | None = None,
+            annotations: str | Path | None = None, cmap: str = DEFAULT_CMAP,
+            alpha: float = DEFAULT_ALPHA, overwrite: bool = False, device: str = "auto",
+            progress: Any = None, params: dict[str, dict[str, Any]] | None = None,
+            **load_options: Any) -> CompareResult:
+    """Explain `video` with the model's own attention (stviz models) and each baseline
+    method on the same frames, and measure how much they agree: Spearman correlation of
+    the temporal curves, IoU of the top-15% spatial regions, for every pair. With `out`,
+    write compare.mp4/.gif, compare.png and compare.json there. Other arguments as in
+    `explain`; `params` maps a method name to its parameters.
+    """
+    from stviz.explain import agreement_table, compare_methods, get_method
+    from stviz.render import outputs
+
+    start = time.perf_counter()
+    for name in baselines:
+        get_method(name, **(params or {}).get(name, {}))
+    fmts, record = _prepare("compare", video, out, formats, overwrite, annotations, cmap,
+                            alpha)
+    clf = load_classifier(model, device=device, frames=frames, **load_options)
+    names = list(dict.fromkeys((["attention"] if clf.is_stviz else []) + list(baselines)))
+    if len(names) < 2:
+        raise StvizError(f"compare needs two methods or more, got {', '.join(names) or 'none'}"
+                         "; pass another --baseline (e.g. --baseline gradcam --baseline ig)")
+    loaded = time.perf_counter()
+    expls = compare_methods(clf, video, names, target, frames, params,
+                            None if progress is None else functools.partial(progress,
+                                                                            "explaining"))
+    agreement = agreement_table(expls)
+    explained = time.perf_counter()
+    files: list[Path] = []
+    if out is not None:
+        truth = outputs.ground_truth(record, expls[0]) if record is not None else None
+        files = outputs.write_comparison(expls, agreement, out, fmts, truth=truth, cmap=cmap,
+                                         alpha=alpha, overwrite=overwrite, progress=progress)
+    return CompareResult(expls, agreement, files, _timings(start, loaded, explained), clf.name,
+                         _bundled(clf))
+
+
+def _prepare(kind: str, video: str | Path, out: str | Path | None,
+             formats: str | Sequence[str] | None, overwrite: bool,
+             annotations: str | Path | None, cmap: str, alpha: float
+             ) -> tuple[tuple[str, ...], Any]:
+    """(formats, the video's annotation record or None), after checking all a user can get
+    wrong before the slow work: formats, colours, files in the way, the annotation file,
+    and the video itself (missing, empty or undecodable)."""
+    from stviz.render import outputs
+    from stviz.video import probe
+
+    fmts = outputs.parse_formats(formats or outputs.DEFAULT_FORMATS)
+    outputs.check_style(cmap, alpha)
+    if out is not None:
+        outputs.planned_files(kind, out, fmts, overwrite)
+    record = outputs.find_annotation(annotations, video) if annotations else None
+    probe(video)
+    return fmts, record
+
+
+def _timings(start: float, loaded: float, explained: float) -> dict[str, float]:
+    end = time.perf_counter()
+    return {"load": round(loaded - start, 3), "explain": round(explained - loaded, 3),
+            "render": round(end - explained, 3), "total": round(end - start, 3)}
+
+
+def _bundled(clf: Any) -> bool:
+    return clf.stviz is not None and clf.stviz.is_bundled_synthetic
+
+
+# Ground truth and localization metrics -----------------------------------------------
+
+
+def annotations_summary(path: str | Path, format: str | None = None, *,
+                        label_map: str | Path | None = None,
+                        split_number: int = 1) -> dict[str, Any]:
+    """Counts of an annotation file of any supported format: format, videos, classes,
+    tubes, segments, annotated_frames, boxes, splits, frame size range, source."""
+    from stviz.datasets.annotations import load_annotations, summarize
+
+    ann = load_annotations(path, format, label_map=label_map, split_number=split_number)
+    return {**summarize(ann), "source": str(ann.source)}
+
+
+def localize_eval(dataset: str | Path, out: str | Path, **options: Any) -> Any:
+    """Explain every annotated video of a split with each method and measure spatial and
+    temporal localization and faithfulness; writes metrics.json/.csv/.md and plots to
+    `out`, caching per-video results there so a rerun resumes. Options and result:
+    `stviz.evaluate.localize.localize_eval`."""
+    from stviz.evaluate.localize import localize_eval as run
+
+    return run(dataset, out, **options)

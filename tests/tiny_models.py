@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -13,14 +15,15 @@ T = 4
 SIZE = 64
 
 
-def tiny_stviz(seed: int = 0, size: int = SIZE) -> AttentionModel:
+def tiny_stviz(seed: int = 0, size: int = SIZE, classes: Sequence[str] = ("a", "b", "c")
+               ) -> AttentionModel:
     """A stviz attention model: random ResNet-18 backbone (grid size/32), tiny head."""
     torch.manual_seed(seed)
-    net = NetworkConfig(num_classes=3, in_channels=512, mask_hidden=(8, 4), reduce_channels=8,
-                        lstm_hidden=6)
+    net = NetworkConfig(num_classes=len(classes), in_channels=512, mask_hidden=(8, 4),
+                        reduce_channels=8, lstm_hidden=6)
     spec = ModelSpec(network=net, backbone="resnet18", backbone_weights="random",
                      input_size=size, frames=T, mean=(0.485, 0.456, 0.406),
-                     std=(0.229, 0.224, 0.225), classes=["a", "b", "c"])
+                     std=(0.229, 0.224, 0.225), classes=list(classes))
     return AttentionModel(build_network(spec).eval(), spec, torch.device("cpu"))
 
 

@@ -13,7 +13,7 @@ import click
 from rich.markup import escape
 
 from stviz import __version__
-from stviz.cli import info, train
+from stviz.cli import evaluate, explain, info, train
 from stviz.cli.common import err, show_warning
 from stviz.errors import StvizError
 
@@ -26,6 +26,8 @@ def cli() -> None:
     \b
     Start with:
       stviz info VIDEO               what stviz sees in a video
+      stviz explain VIDEO            where and when the model looked: heatmap video, figures
+      stviz compare VIDEO            its attention beside Grad-CAM & co., and how they agree
       stviz models                   the checkpoints it can use
     """
 
@@ -33,6 +35,10 @@ def cli() -> None:
 
 for _command in (info.info, info.models, train.synth, train.train, train.evaluate):
     cli.add_command(_command)
+cli.add_command(explain.explain)
+cli.add_command(explain.compare)
+cli.add_command(evaluate.annotations)
+cli.add_command(evaluate.localize_eval)
 
 
 def main(argv: list[str] | None = None) -> None:

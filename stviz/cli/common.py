@@ -96,6 +96,18 @@ class Progress:
         self.bar.update(self.task, completed=done, total=total)
 
 
+class StageProgress(Progress):
+    """Progress as the API reports it, `progress(stage, done, total)`: a bar per stage."""
+
+    current: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.current:
+            self.stage(stage, total)
+            self.current = stage
+        self.advance(done, total)
+
+
 class TrainProgress(Progress):
     """Progress plus one line per epoch: every loss term and the accuracies."""
 

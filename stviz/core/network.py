@@ -41,6 +41,7 @@ class NetworkConfig:
     recurrent: str = "convlstm"
     pooling: str = "attention"
     dropout: float = 0.2
+    mask_init_bias: float = 0.0  # the mask's last bias at initialization: < 0 starts it closed
 
     def __post_init__(self) -> None:
         self.mask_hidden = tuple(self.mask_hidden)  # JSON gives lists
@@ -69,7 +70,7 @@ class NetOutput(NamedTuple):
 class MaskHead(nn.Module):
     """g: three 3x3 convolutions, BatchNorm + ReLU after the first two; sigmoid outside."""
 
-    def __init__(self, channels: int, hidden: tuple[int, int]) -> None:
+    def __init__(self, channels: int, hidden: tuple[int, int], init_bias: float = 0.0) -> None:
         super().__init__()
         a, b = hidden
         self.layers = nn.Sequential(
@@ -77,6 +78,7 @@ class MaskHead(nn.Module):
             nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True),
             nn.Conv2d(b, 1, 3, padding=1),
         )
+        nn.init.constant_(self.layers[-1].bias, init_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -95,7 +97,8 @@ class AttentionHead(nn.Module):
             c = config.reduce_channels
         else:
             self.reduce = nn.Identity()
-        self.mask = MaskHead(c, config.mask_hidden) if config.use_mask else None
+        self.mask = (MaskHead(c, config.mask_hidden, config.mask_init_bias) if config.use_mask
+                     else None)
         if config.recurrent == "convlstm":
             self.recurrent: nn.Module | None = ConvLSTM(c, config.lstm_hidden)
             c = config.lstm_hidden

@@ -216,10 +216,19 @@ def max_box_acc_v2(maps: np.ndarray, boxes: Boxes, taus: np.ndarray | None = Non
     def chunk(i: int, u: np.ndarray) -> np.ndarray:
         return _multi_hits(u, gt[i:i + len(u)], taus, ious, multi_contour, _scale(work, size))
 
-    hits = _chunked(maps, work, chunk)
+    return max_box_acc_from_hits(_chunked(maps, work, chunk), taus, ious, labels)
+
+
+def max_box_acc_from_hits(hits: np.ndarray, taus: np.ndarray, ious: Sequence[float],
+                          labels: np.ndarray | None = None) -> MaxBoxAcc:
+    """The dataset-level step of `max_box_acc_v2` from per-frame `hits` (N, taus, ious),
+    NaN rows for frames without ground truth: lets hits gathered over many runs (one
+    per video) be aggregated once."""
+    ious = tuple(float(t) for t in ious)
     groups = [np.ones(len(hits), bool)] if labels is None else \
         [np.asarray(labels) == c for c in np.unique(labels)]
-    per_group = [np.nanmean(hits[g], axis=0) for g in groups if _has_gt(gt[g]).any()]
+    per_group = [np.nanmean(hits[g], axis=0) for g in groups
+                 if (~np.isnan(hits[g][:, 0, 0])).any()]
     accuracy = np.mean(per_group, axis=0) if per_group else np.full((len(taus), len(ious)), np.nan)
     best = np.nanargmax(accuracy, axis=0) if per_group else np.zeros(len(ious), int)
     per_iou = {t: float(accuracy[best[j], j]) for j, t in enumerate(ious)}

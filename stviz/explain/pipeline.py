@@ -42,6 +42,7 @@ class Clip:
     info: VideoInfo
     indices: np.ndarray  # (T,) sorted, repeats when the video is shorter than T
     x: torch.Tensor  # (1, T, 3, S, S) normalized
+    frames: np.ndarray | None = None  # (T, H, W, 3) uint8 RGB as decoded (for perturbations)
 
 
 def sample_clip(clf: VideoClassifier, video: str | Path, frames: int | None = None,
@@ -53,7 +54,8 @@ def sample_clip(clf: VideoClassifier, video: str | Path, frames: int | None = No
     if info.frames < t and warn_short:
         warn(f"{path}: {info.frames} frames < T={t}, repeating nearest frames")
     indices = uniform_indices(info.frames, t)
-    return Clip(path, info, indices, clf.preprocess(read_frames(path, indices, info=info)))
+    frames = read_frames(path, indices, info=info)
+    return Clip(path, info, indices, clf.preprocess(frames), frames)
 
 
 def resolve_target(classes: Sequence[str], target: Target, predicted: int) -> int:
@@ -103,13 +105,15 @@ def explain_video(clf: VideoClassifier | AttentionModel, video: str | Path,
 def compare_methods(clf: VideoClassifier | AttentionModel, video: str | Path,
                     methods: Sequence[str], target: Target = None, frames: int | None = None,
                     params: dict[str, dict[str, Any]] | None = None,
-                    progress: Progress | None = None) -> list[Explanation]:
+                    progress: Progress | None = None, clip: Clip | None = None
+                    ) -> list[Explanation]:
     """Every method on the same sampled frames, read and predicted once.
 
     For stviz models `attention` always comes first (added when missing): it is the
     reference the others are compared with, and its forward pass gives the prediction.
     `params` maps a method name to its parameters. Each result's `seconds` is its own
-    method's time; decoding is shared.
+    method's time; decoding is shared. `clip`: frames already sampled by `sample_clip`
+    (then `video` and `frames` are not read again), for callers that need them too.
     """
     clf = as_classifier(clf)
     names = list(dict.fromkeys(methods))
@@ -117,7 +121,7 @@ def compare_methods(clf: VideoClassifier | AttentionModel, video: str | Path,
         names = ["attention", *(m for m in names if m != "attention")]
     explainers = [get_method(m, **(params or {}).get(m, {})) for m in names]
     resolve_target(clf.classes, target, 0)
-    clip = sample_clip(clf, video, frames)
+    clip = clip or sample_clip(clf, video, frames)
     logits: torch.Tensor | None = None
     results = []
     for done, explainer in enumerate(explainers, start=1):

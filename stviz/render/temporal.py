@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,14 @@ def peaks(temporal: np.ndarray) -> np.ndarray:
 
 
 def render_temporal(expl: Explanation, frames: dict[int, np.ndarray], out: str | Path, *,
-                    k: int = 6, segment: tuple[int, int] | None = None,
+                    k: int = 6,
+                    segment: tuple[int, int] | Sequence[tuple[int, int]] | None = None,
                     cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA,
                     size: tuple[int, int] = (1280, 640), overwrite: bool = False) -> Path:
     """A PNG of exactly `size` pixels: the relevance curve over video frames (and seconds),
-    peaks marked, the ground-truth `segment` (first, last frame) shaded, and k evenly
-    spaced sampled frames above it with their maps on the clip's one scale.
+    peaks marked, the ground-truth `segment` (first, last frame), or a list of such spans,
+    shaded, and k evenly spaced sampled frames above it with their maps on the clip's one
+    scale.
 
     `frames` maps video frame index to RGB frame and must hold `key_frames(expl, k,
     spread=True)`; evenly spaced thumbnails show the whole video, where the curve
@@ -55,9 +58,10 @@ def render_temporal(expl: Explanation, frames: dict[int, np.ndarray], out: str |
     curve_top = HEADER + thumbs_h + GAP
     ax = add_axes(fig, LEFT, curve_top, curve_w, height - curve_top - BOTTOM)
 
-    if segment is not None:
-        ax.axvspan(segment[0], segment[1], color=np.array(SEGMENT_RGB) / 255, lw=0, zorder=0,
-                   label="ground truth")
+    spans = [] if segment is None else np.asarray(segment, dtype=float).reshape(-1, 2)
+    for i, (first, last) in enumerate(spans):
+        ax.axvspan(first, last, color=np.array(SEGMENT_RGB) / 255, lw=0, zorder=0,
+                   label="ground truth" if i == 0 else None)
     relevance_curve(ax, expl)
     top = peaks(expl.temporal)
     ax.plot(expl.frame_indices[top], expl.temporal[top], "v", color="#d62728", ms=7,

@@ -1,0 +1,245 @@
+"""`stviz explain` and `stviz compare`: where and when a model looked in one video.
+
+Options are parsed here, the work is `stviz.api.explain` / `stviz.api.compare`, and
+the results are printed with Rich. Heavy modules load inside the commands, so
+`stviz --help` stays instant; the defaults below that mirror library constants
+(methods, colormap, alpha, formats) are checked against them by the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from stviz.cli.common import Settings, StageProgress, common_options, out
+
+METHODS = ("attention", "gradcam", "guided-gradcam", "saliency", "smoothgrad", "ig",
+           "occlusion", "frame-ablation")
+DEFAULT_CMAP, DEFAULT_ALPHA, DEFAULT_FORMATS = "inferno", 0.45, "mp4,png,json"
+TOP_CLASSES = 5
+PEAKS = 3
+
+
+def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The model, target, output and drawing options both commands share."""
+    options = [
+        click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
+                     help="stviz checkpoint folder or model name, or with --arch a weights "
+                          "file, or a TorchScript file [default: the bundled synth10-lite0]."),
+        click.option("--target", default=None, metavar="CLASS",
+                     help="Class to explain, by name or index [default: the predicted one]."),
+        click.option("--frames", "-t", type=click.IntRange(min=1), default=None, metavar="T",
+                     help="Frames sampled uniformly per clip [default: the model's T]."),
+        click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, help="Folder for the files [default: stviz-out/<video "
+                                        "name without extension>]."),
+        click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True,
+                     metavar="LIST", help="Comma-separated: mp4 and/or gif (the video), png "
+                                          "(figures), json (numbers)."),
+        click.option("--annotations", type=click.Path(path_type=Path), default=None,
+                     metavar="FILE", help="Ground truth to draw: boxes in the key frames, "
+                     "segments shaded over time. Any format `stviz` reads (synth "
+                     "annotations.json, UCF101-24, THUMOS, ...); the record whose id is the "
+                     "video's name without extension."),
+        click.option("--cmap", default=DEFAULT_CMAP, show_default=True,
+                     help="Matplotlib colormap of the heatmaps (e.g. jet, viridis)."),
+        click.option("--alpha", type=click.FloatRange(0, 1), default=DEFAULT_ALPHA,
+                     show_default=True, help="Heatmap opacity over the frame."),
+        click.option("--overwrite", is_flag=True,
+                     help="Replace existing files in --out (never done otherwise)."),
+        click.option("--arch", default=None,
+                     help="Other classifiers: torchvision architecture of a state-dict file "
+                          "given as --model (r3d_18, mc3_18, r2plus1d_18, s3d)."),
+        click.option("--layout", type=click.Choice(["NCTHW", "NTCHW"]), default="NCTHW",
+                     show_default=True, help="Other classifiers: the input layout a "
+                                             "TorchScript model takes."),
+        click.option("--layer", default=None, metavar="NAME",
+                     help="Grad-CAM layer, a module name or its unique suffix [default: the "
+                          "last spatial feature map]."),
+        click.option("--classes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     metavar="FILE", help="Other classifiers: class names, one a line or a "
+                                          "JSON list."),
+        click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
+                     help="Other classifiers: square input side [default: 112, or the "
+                          "torchvision preset]."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), fn)
+
+
+@click.command()
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--method", default="attention", show_default=True, metavar="NAME",
+              help="One of: " + ", ".join(METHODS) + ". attention is the model's own "
+                   "masks and temporal weights (stviz models; free with inference).")
+@click.option("--dense", is_flag=True,
+              help="Explain windows over the whole video instead of interpolating between "
+                   "T sampled frames (slower; every frame gets its own map).")
+@click.option("--window", type=click.IntRange(min=1), default=None, metavar="FRAMES",
+              help="--dense: frames per window [default: T].")
+@click.option("--stride", type=click.IntRange(min=1), default=None, metavar="FRAMES",
+              help="--dense: frames between window starts [default: window / 2].")
+@output_options
+@common_options
+def explain(video: Path, method: str, dense: bool, window: int | None, stride: int | None,
+            model: str | None, target: str | None, frames: int | None, out_dir: Path | None,
+            formats: str, annotations: Path | None, cmap: str, alpha: float, overwrite: bool,
+            arch: str | None, layout: str, layer: str | None, classes: Path | None,
+            input_size: int | None, settings: Settings) -> None:
+    """Show where and when a model looked to classify VIDEO.
+
+    Writes, into --out: overlay.mp4 (the heatmap over every frame at the video's
+    fps, with a relevance timeline), temporal.png (relevance over time with key
+    frames), keyframes.png (the most relevant frames), explanation.json (prediction,
+    peak frames, settings) and explanation.npz (the maps and curves), and prints
+    the prediction, the peak frames and the timings. Existing files are never
+    replaced without --overwrite.
+
+    \b
+    Examples:
+      stviz explain clip.mp4
+      stviz explain clip.mp4 --method gradcam --target jump --format mp4,gif
+      stviz explain clip.mp4 --dense --window 16 --stride 4 --out runs/clip
+      stviz explain clip.mp4 --model runs/my-model --annotations annotations.json
+      stviz explain clip.mp4 --model r3d.pt --arch r3d_18 --method gradcam
+    """
+    from stviz import api
+
+    out_dir = out_dir or api.default_out_dir(video)
+    with StageProgress(settings) as bar:
+        result = api.explain(video, model, method, target, frames=frames, dense=dense,
+                             window=window, stride=stride, out=out_dir, formats=formats,
+                             annotations=annotations, cmap=cmap, alpha=alpha,
+                             overwrite=overwrite, device=settings.device, progress=bar,
+                             arch=arch, layout=layout, layer=layer, classes=classes,
+                             input_size=input_size)
+    if settings.quiet:
+        for path in result.files:
+            click.echo(path)
+        return
+    expl = result.explanation
+    _say_video(expl, result.model)
+    out.print(f"[bold]method[/] {expl.method}" + (" (dense)" if expl.fill == "dense" else
+                                                   f" on {len(expl.frame_indices)} frames"))
+    out.print(_prediction_table(expl))
+    out.print(f"[bold]peak frames[/] {_peaks(expl)}")
+    _say_end(result, {"explain": "explain (decode + method)"})
+
+
+@click.command()
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--baseline", "-b", "baselines", multiple=True, default=("gradcam",),
+              show_default=True, metavar="NAME",
+              help="Method to compare with the model's own attention; repeat it or give a "
+                   "comma-separated list. One of: " + ", ".join(METHODS[1:]) + ".")
+@output_options
+@common_options
+def compare(video: Path, baselines: tuple[str, ...], model: str | None, target: str | None,
+            frames: int | None, out_dir: Path | None, formats: str, annotations: Path | None,
+            cmap: str, alpha: float, overwrite: bool, arch: str | None, layout: str,
+            layer: str | None, classes: Path | None, input_size: int | None,
+            settings: Settings) -> None:
+    """Explain VIDEO with several methods and measure how much they agree.
+
+    The model's own attention (stviz models) and every --baseline explain the same
+    sampled frames. Agreement of every pair: Spearman correlation of the temporal
+    curves ("when") and IoU of the top-15% spatial regions ("where"), averaged over
+    frames. Writes, into --out: compare.mp4 (the methods side by side on every
+    frame), compare.png (their maps on the key frames, and their curves) and
+    compare.json (each method's seconds and curve, and the pairwise agreement).
+
+    \b
+    Examples:
+      stviz compare clip.mp4 --baseline gradcam --baseline ig
+      stviz compare clip.mp4 -b gradcam,saliency,occlusion --format png,json
+    """
+    from stviz import api
+
+    names = [n.strip() for b in baselines for n in b.split(",") if n.strip()]
+    out_dir = out_dir or api.default_out_dir(video)
+    with StageProgress(settings) as bar:
+        result = api.compare(video, names, model, target, frames=frames, out=out_dir,
+                             formats=formats, annotations=annotations, cmap=cmap, alpha=alpha,
+                             overwrite=overwrite, device=settings.device, progress=bar,
+                             arch=arch, layout=layout, layer=layer, classes=classes,
+                             input_size=input_size)
+    if settings.quiet:
+        for path in result.files:
+            click.echo(path)
+        return
+    ref = result.explanations[0]
+    _say_video(ref, result.model)
+    out.print(_prediction_table(ref))
+    methods = Table(title="methods", title_justify="left")
+    for col, justify in (("method", "left"), ("seconds", "right"), ("peak frames", "left")):
+        methods.add_column(col, justify=justify)
+    for e in result.explanations:
+        methods.add_row(e.method, f"{e.seconds:.3f}", _peaks(e))
+    out.print(methods)
+    table = Table(title=f"agreement on {len(result.agreement['frames'])} frames",
+                  title_justify="left")
+    for col in ("method a", "method b", "spearman (when)",
+                f"top-{result.agreement['fraction']:.0%} IoU (where)"):
+        table.add_column(col, justify="left" if col.startswith("method") else "right")
+    for p in result.agreement["pairs"]:
+        rho = "undefined" if p["spearman"] is None else f"{p['spearman']:+.3f}"
+        table.add_row(p["a"], p["b"], rho, f"{p['top_region_iou']:.3f}")
+    out.print(table)
+    _say_end(result, {"explain": "explain (decode + methods)"})
+
+
+def _say_video(expl: Any, model: str) -> None:
+    out.print(f"[bold]{escape(Path(expl.video).name)}[/]: {expl.video_frames} frames, "
+              f"{expl.fps:g} fps, {expl.width}x{expl.height}, "
+              f"{expl.video_frames / expl.fps if expl.fps else 0:.1f} s · model "
+              f"{escape(model)}")
+
+
+def _prediction_table(expl: Any) -> Table:
+    """The top classes with their probabilities; the explained class marked."""
+    table = Table(title="prediction", title_justify="left")
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    table.add_column("")
+    order = list(expl.probabilities.argsort()[::-1][:TOP_CLASSES])
+    if expl.target not in order:
+        order.append(expl.target)
+    for k in order:
+        mark = " · ".join(m for m, i in (("predicted", expl.predicted), ("explained",
+                                                                         expl.target)) if i == k)
+        style = "bold" if k == expl.predicted else ""
+        table.add_row(escape(expl.classes[k]), f"{expl.probabilities[k]:.3f}", mark,
+                      style=style)
+    return table
+
+
+def _peaks(expl: Any) -> str:
+    """The curve's highest peaks: 'frame 12 (0.48 s), ...'; local maxima, so a dense
+    curve does not list neighbours of one peak."""
+    from stviz.render.temporal import peaks
+
+    found = peaks(expl.temporal)
+    if len(found) == 0:
+        return "none (flat curve)"
+    best = found[expl.temporal[found].argsort()[::-1][:PEAKS]]
+    return ", ".join(f"frame {expl.frame_indices[i]} ({expl.timestamps[i]:.2f} s)" for i in best)
+
+
+def _say_end(result: Any, labels: dict[str, str]) -> None:
+    """Timings, files written, and the note on the bundled synthetic model."""
+    secs = result.seconds
+    out.print("[bold]time[/] " + " · ".join(f"{labels.get(k, k)} {v:.2f} s"
+                                             for k, v in secs.items()))
+    if result.files:
+        folder = result.files[0].parent
+        out.print(f"[bold]wrote[/] {escape(str(folder))}/: "
+                  + ", ".join(escape(p.name) for p in result.files))
+    if result.bundled_synthetic:
+        out.print("[yellow]note:[/] synth10-lite0 is the bundled demo model, trained on "
+                  "synthetic moving shapes only; for your own videos train on your data "
+                  "(`stviz train DATASET --out DIR`) and pass `--model DIR`.")
