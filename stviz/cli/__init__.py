@@ -29,16 +29,13 @@ def cli() -> None:
       stviz explain VIDEO            where and when the model looked: heatmap video, figures
       stviz compare VIDEO            its attention beside Grad-CAM & co., and how they agree
       stviz models                   the checkpoints it can use
+      stviz localize-eval DATASET    which method localizes the action best, in numbers
     """
 
 
-
-for _command in (info.info, info.models, train.synth, train.train, train.evaluate):
+for _command in (info.info, info.models, explain.explain, explain.compare, train.synth,
+                 train.train, evaluate.evaluate, evaluate.annotations, evaluate.localize_eval):
     cli.add_command(_command)
-cli.add_command(explain.explain)
-cli.add_command(explain.compare)
-cli.add_command(evaluate.annotations)
-cli.add_command(evaluate.localize_eval)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
-"""`stviz annotations` and `stviz localize-eval`: ground truth, and explanations measured
-against it."""
+"""`stviz evaluate`, `stviz annotations` and `stviz localize-eval`: a model's accuracy,
+ground truth, and explanations measured against it."""
 
 from __future__ import annotations
 
@@ -186,3 +186,53 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
                  f"{out_dir / 'cache'}")
     settings.say("wrote " + ", ".join(str(p) for p in result.written))
 
+
+@click.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--model", "-m", default=None, metavar="NAME|DIR",
+              help="Checkpoint folder or model name (default: the bundled synth10-lite0).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where to write evaluation.json and confusion.png "
+              "[default: stviz-out/evaluate-<dataset name>].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".stviz-data/features"), show_default=True,
+              help="Frozen-backbone feature cache shared with `stviz train`.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@common_options
+def evaluate(dataset: Path, model: str | None, split: str, out_dir: Path | None,
+             cache_dir: Path, overwrite: bool, settings: Settings) -> None:
+    """Classification accuracy of a model on a data set split.
+
+    Writes evaluation.json (accuracy, per_class_accuracy, confusion, n_videos, and
+    for `stviz synth` data how well the model's own attention localizes) and a
+    confusion-matrix PNG. Unreadable videos are reported and skipped.
+
+    \b
+    Example:
+      stviz synth /tmp/s --n-train 0 --n-test 60 --seed 123
+      stviz evaluate /tmp/s --out /tmp/e
+    """
+    from rich.table import Table
+
+    from stviz import api
+    out_dir = out_dir or Path("stviz-out") / f"evaluate-{dataset.resolve().name}"
+    with Progress(settings) as bar:
+        bar.stage("classifying", 1)
+        result, written = api.evaluate(dataset, model, split, out_dir, settings.device,
+                                       cache_dir, overwrite, bar.advance)
+    report = result.to_dict()
+    table = Table(title=f"{result.model} on {dataset} ({split}, {report['n_videos']} videos)")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for name, acc in report["per_class_accuracy"].items():
+        table.add_row(name, "-" if acc is None else f"{acc:.3f}")
+    table.add_row("[bold]all[/]", f"[bold]{report['accuracy']:.3f}[/]")
+    if not settings.quiet:
+        out.print(table)
+        for key in ("attention_mass_in_segment", "mask_argmax_in_box"):
+            if key in report:
+                out.print(f"{key}: {report[key]:.3f}")
+    settings.say("wrote " + ", ".join(str(p) for p in written))
+    if settings.quiet:
+        click.echo(f"accuracy {report['accuracy']:.4f}")

@@ -7,6 +7,7 @@ from a file the user names or from the local torch/timm cache.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,14 +210,22 @@ BACKBONES: dict[str, Callable[[str | Path | None], Backbone]] = {
 def create_backbone(name: str, weights: str | Path | None = None) -> Backbone:
     """Build a backbone by registry name or `timm:<name>`.
 
-    `weights`: None for the default offline source, a file path, or "random".
+    `weights`: None for the default offline source, a file path, or "random". Random
+    weights come from a fixed seed, so a checkpoint saved on a random backbone (tests,
+    debugging) finds the same backbone when loaded, and every torchrun rank agrees.
     """
     if name.startswith("timm:"):
-        return _timm(name.split(":", 1)[1], weights)
-    if name not in BACKBONES:
+        build = functools.partial(_timm, name.split(":", 1)[1])
+    elif name in BACKBONES:
+        build = BACKBONES[name]
+    else:
         known = ", ".join([*BACKBONES, "timm:<name>"])
         raise StvizError(f"unknown backbone {name!r}; choose one of {known}")
-    return BACKBONES[name](weights)
+    if weights != RANDOM:
+        return build(weights)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build(weights)
 
 
 def fold_batchnorm(module: nn.Module, example: torch.Tensor) -> nn.Module:
