@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,9 +42,16 @@ def list_models() -> list[dict[str, Any]]:
         except StvizError as exc:
             warn(str(exc))
             continue
+        metrics = {k: v for k, v in spec.metrics.items() if k != "val_loss"}
+        test = ckpt / "evaluation" / "evaluation.json"  # written by `make model`
+        if test.is_file():
+            try:
+                metrics["test_accuracy"] = json.loads(test.read_text())["accuracy"]
+            except (OSError, ValueError, KeyError):
+                warn(f"{test}: unreadable; re-run `stviz evaluate` into that folder")
         rows.append({"name": ckpt.name, "path": str(ckpt), "backbone": spec.backbone,
                      "frames": spec.frames, "input_size": spec.input_size,
-                     "classes": spec.classes, "metrics": spec.metrics})
+                     "classes": spec.classes, "metrics": metrics})
     return rows
 
 

@@ -53,15 +53,13 @@ def models(as_json: bool, settings: Settings) -> None:
     if not rows:
         out.print("no checkpoints found; train one with `stviz train` or run `make model`")
         return
-    table = Table(title="stviz models")
-    for col in ("name", "backbone", "T", "classes", "metrics", "path"):
+    table = Table(title="stviz models", caption="--json adds the paths and all classes")
+    for col in ("name", "backbone", "T", "size", "classes", "metrics"):
         table.add_column(col)
     for r in rows:
-        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in r["metrics"].items())
-        classes = ", ".join(r["classes"][:6]) + (" ..." if len(r["classes"]) > 6 else "")
-        table.add_row(r["name"], r["backbone"], str(r["frames"]),
-                      f"{len(r['classes'])}: {classes}", metrics or "-", r["path"])
+        metrics = "\n".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                             for k, v in r["metrics"].items())
+        classes = ", ".join(r["classes"][:3]) + (", ..." if len(r["classes"]) > 3 else "")
+        table.add_row(r["name"], r["backbone"], str(r["frames"]), str(r["input_size"]),
+                      f"{len(r['classes'])}: {classes}", metrics or "-")
     out.print(table)
-
-
