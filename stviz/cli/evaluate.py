@@ -141,8 +141,7 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
       torchrun --nproc_per_node 4 -m stviz localize-eval data/s --out runs/loc
     """
     from stviz import api
-    from stviz.evaluate.report import metric_label, metric_table
-    from stviz.evaluate.scoring import best_methods
+    from stviz.evaluate.report import table_rows
 
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 talks
         settings.quiet = True
@@ -165,20 +164,14 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
     if settings.quiet:
         click.echo(str(out_dir / "metrics.json"))
         return
-    names, metrics = metric_table(report)
-    best = best_methods(report["methods"])
+    names, rows = table_rows(report, lambda text: f"[bold]{text}[/]")
     table = Table(title=f"{report['model']} on {dataset} ({split}: {report['n_videos']} "
                         f"videos, {report['n_frames']} annotated frames)")
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right")
-    for k in metrics:
-        cells = []
-        for name in names:
-            v = report["methods"][name].get(k)
-            text = "-" if v is None else f"{v:.3f}"
-            cells.append(f"[bold]{text}[/]" if name in best.get(k, ()) else text)
-        table.add_row(metric_label(k), *cells)
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
     if report["accuracy"] is not None:
         out.print(f"accuracy on these videos: {report['accuracy']:.3f}")

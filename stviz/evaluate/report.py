@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,23 @@ def metric_label(metric: str) -> str:
     return f"{metric} {'↓' if metric in LOWER_IS_BETTER else '↑'}"
 
 
+def table_rows(report: dict[str, Any], bold: Callable[[str], str]
+               ) -> tuple[list[str], list[list[str]]]:
+    """(methods, one row per metric: its label, then each method's value to 3 digits with
+    `bold` applied to the best); what both the Markdown file and the terminal table show."""
+    methods, metrics = metric_table(report)
+    best = best_methods(report["methods"])
+    rows = []
+    for k in metrics:
+        cells = []
+        for m in methods:
+            v = report["methods"][m].get(k)
+            text = "-" if v is None else f"{v:.3f}"
+            cells.append(bold(text) if m in best.get(k, ()) else text)
+        rows.append([metric_label(k), *cells])
+    return methods, rows
+
+
 def to_csv(report: dict[str, Any]) -> str:
     methods, metrics = metric_table(report)
     buf = io.StringIO()
@@ -40,21 +58,14 @@ def to_csv(report: dict[str, Any]) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    methods, metrics = metric_table(report)
-    best = best_methods(report["methods"])
+    methods, rows = table_rows(report, lambda text: f"**{text}**")
     lines = [f"# Localization of {report['model']} on {report['dataset']}", "",
              f"Split `{report['split']}`: {report['n_videos']} videos, {report['n_frames']} "
              f"annotated sampled frames (T={report['frames']}). Class-balanced means; "
              "↑ higher is better, ↓ lower is better; best in bold.", "",
              "| metric | " + " | ".join(methods) + " |",
              "|---|" + "---:|" * len(methods)]
-    for k in metrics:
-        cells = []
-        for m in methods:
-            v = report["methods"][m].get(k)
-            text = "-" if v is None else f"{v:.3f}"
-            cells.append(f"**{text}**" if m in best.get(k, ()) else text)
-        lines.append(f"| {metric_label(k)} | " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     for key, what in (("missing_videos", "not found"), ("skipped_videos", "unreadable")):
         if report.get(key):
             lines += ["", f"{len(report[key])} videos {what}: " + ", ".join(report[key])]
