@@ -26,8 +26,13 @@ TOP_CLASSES = 5
 PEAKS = 3
 
 
+_SHARED = ("model", "target", "frames", "out_dir", "formats", "annotations", "cmap", "alpha",
+           "overwrite", "arch", "layout", "layer", "classes", "input_size")
+
+
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The model, target, output and drawing options both commands share."""
+    """The model, target, output and drawing options both commands share, handed to the
+    command as one `shared` dict of `stviz.api` keywords (`out` defaulted per video)."""
     options = [
         click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
                      help="stviz checkpoint folder or model name, or with --arch a weights "
@@ -69,7 +74,16 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Other classifiers: square input side [default: 112, or the "
                           "torchvision preset]."),
     ]
-    return functools.reduce(lambda f, option: option(f), reversed(options), fn)
+
+    @functools.wraps(fn)
+    def bundle(*args: Any, **kwargs: Any) -> Any:
+        from stviz import api
+
+        shared = {name: kwargs.pop(name) for name in _SHARED}
+        shared["out"] = shared.pop("out_dir") or api.default_out_dir(kwargs["video"])
+        return fn(*args, shared=shared, **kwargs)
+
+    return functools.reduce(lambda f, option: option(f), reversed(options), bundle)
 
 
 @click.command()
@@ -87,10 +101,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @output_options
 @common_options
 def explain(video: Path, method: str, dense: bool, window: int | None, stride: int | None,
-            model: str | None, target: str | None, frames: int | None, out_dir: Path | None,
-            formats: str, annotations: Path | None, cmap: str, alpha: float, overwrite: bool,
-            arch: str | None, layout: str, layer: str | None, classes: Path | None,
-            input_size: int | None, settings: Settings) -> None:
+            shared: dict[str, Any], settings: Settings) -> None:
     """Show where and when a model looked to classify VIDEO.
 
     Writes, into --out: overlay.mp4 (the heatmap over every frame at the video's
@@ -110,14 +121,9 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
     """
     from stviz import api
 
-    out_dir = out_dir or api.default_out_dir(video)
     with StageProgress(settings) as bar:
-        result = api.explain(video, model, method, target, frames=frames, dense=dense,
-                             window=window, stride=stride, out=out_dir, formats=formats,
-                             annotations=annotations, cmap=cmap, alpha=alpha,
-                             overwrite=overwrite, device=settings.device, progress=bar,
-                             arch=arch, layout=layout, layer=layer, classes=classes,
-                             input_size=input_size)
+        result = api.explain(video, method=method, dense=dense, window=window, stride=stride,
+                             device=settings.device, progress=bar, **shared)
     if settings.quiet:
         for path in result.files:
             click.echo(path)
@@ -139,10 +145,7 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
                    "comma-separated list. One of: " + ", ".join(METHODS[1:]) + ".")
 @output_options
 @common_options
-def compare(video: Path, baselines: tuple[str, ...], model: str | None, target: str | None,
-            frames: int | None, out_dir: Path | None, formats: str, annotations: Path | None,
-            cmap: str, alpha: float, overwrite: bool, arch: str | None, layout: str,
-            layer: str | None, classes: Path | None, input_size: int | None,
+def compare(video: Path, baselines: tuple[str, ...], shared: dict[str, Any],
             settings: Settings) -> None:
     """Explain VIDEO with several methods and measure how much they agree.
 
@@ -161,13 +164,8 @@ def compare(video: Path, baselines: tuple[str, ...], model: str | None, target: 
     from stviz import api
 
     names = [n.strip() for b in baselines for n in b.split(",") if n.strip()]
-    out_dir = out_dir or api.default_out_dir(video)
     with StageProgress(settings) as bar:
-        result = api.compare(video, names, model, target, frames=frames, out=out_dir,
-                             formats=formats, annotations=annotations, cmap=cmap, alpha=alpha,
-                             overwrite=overwrite, device=settings.device, progress=bar,
-                             arch=arch, layout=layout, layer=layer, classes=classes,
-                             input_size=input_size)
+        result = api.compare(video, names, device=settings.device, progress=bar, **shared)
     if settings.quiet:
         for path in result.files:
             click.echo(path)
