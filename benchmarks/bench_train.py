@@ -16,13 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from stviz.core.backbones import create_backbone, inference_mode
-from stviz.core.losses import LossWeights, total_loss
-from stviz.core.network import AttentionHead, NetworkConfig
-from stviz.datasets.feature_cache import FeatureCache
 from stviz.datasets.synth import SynthConfig, generate
+
+# Synth workers are spawned processes that re-import this module: torch is imported in
+# main(), after synthesis, so that they start as light as `stviz synth`'s do.
 
 
 def main() -> None:
@@ -34,6 +31,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="T")
     parser.add_argument("--batch-size", type=int, default=30)
     args = parser.parse_args()
+    import torch
+
+    from stviz.core.backbones import create_backbone, inference_mode
+    from stviz.core.losses import LossWeights, total_loss
+    from stviz.core.network import AttentionHead, NetworkConfig
+    from stviz.datasets.feature_cache import FeatureCache
+
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")
 
