@@ -1,5 +1,5 @@
 """`python -m stviz`: the same as the `stviz` command (and what torchrun runs)."""
 
-from stviz.cli import main
+from stviz.cli import run
 
-main()
+run()

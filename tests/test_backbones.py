@@ -36,6 +36,21 @@ def test_efficientnet_lite0_loads_offline_imagenet_weights():
     assert categories[int(logits.argmax())] == "military uniform"
 
 
+def test_efficientnet_lite0_is_timms_architecture():
+    """stviz builds Lite0 itself (no timm import); names, shapes and outputs are timm's."""
+    import timm
+
+    ours = create_backbone("efficientnet_lite0").module.model.eval()
+    ref = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0,
+                            global_pool="", bn_eps=1e-3).eval()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
+        [(k, v.shape) for k, v in ref.state_dict().items()]
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref.forward_features(x), atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name,channels", [("resnet18", 512), ("resnet50", 2048),
                                            ("timm:resnet18", 512)])
 def test_random_backbones_report_their_shape(name, channels):

@@ -230,3 +230,23 @@ def test_help_teaches_and_matches_the_library():
         text = CliRunner().invoke(cli, [name, "--help"]).output
         assert "Examples:" in text and f"stviz {name} clip.mp4" in text
         assert "--overwrite" in text and "mp4,png,json]" in text
+
+
+def test_the_executable_flushes_its_output_and_keeps_exit_codes(video, tmp_path):
+    """`python -m stviz` skips Python's teardown (os._exit): what it printed must still
+    arrive through pipes, and user errors must still exit 2."""
+    import subprocess
+    import sys
+
+    def stviz(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stviz", *map(str, args)],
+                              capture_output=True, text=True, timeout=120)
+
+    done = stviz("info", video, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["frames"] == N
+    done = stviz("info", tmp_path / "missing.mp4")
+    assert done.returncode == 2
+    assert "missing.mp4" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = stviz("explain", video, "--frames", "0")
+    assert done.returncode == 2 and done.stdout == ""

@@ -177,3 +177,22 @@ def test_compare_sheet(tmp_path: Path) -> None:
     assert has_color(img, blended(1.0))  # each method on its own scale: 3x is still "hot"
     with pytest.raises(ValueError, match="lacks video frame"):
         render_compare_sheet(expls, {0: still_frames()[0]}, tmp_path / "x.png")
+
+
+def test_peaks_match_scipy_find_peaks_with_prominence() -> None:
+    """The curve's peaks, computed without scipy.signal (slow to import), are scipy's."""
+    from scipy.signal import find_peaks
+
+    from stviz.render.temporal import peaks
+
+    assert peaks(np.array([0.0, 1.0, 0.0, 0.5, 0.45, 1.0])).tolist() == [1, 5]
+    assert peaks(np.array([0.0, 1.0, 1.0, 1.0, 0.0])).tolist() == [2]  # plateau middle
+    assert peaks(np.ones(4)).tolist() == []
+    rng = np.random.default_rng(0)
+    for n in range(500):
+        curve = rng.integers(0, 4, rng.integers(1, 30)).astype(float) if n % 2 else \
+            rng.random(rng.integers(1, 30))
+        lo, hi = curve.min(), curve.max()
+        padded = np.concatenate([[lo - 1.0], curve, [lo - 1.0]])
+        expected = find_peaks(padded, prominence=0.1 * (hi - lo))[0] - 1 if hi > lo else []
+        assert peaks(curve).tolist() == list(expected), curve

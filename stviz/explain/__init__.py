@@ -6,7 +6,7 @@
     table = agreement_table(expls)
 
 Exports load on first use, so renderers that only need `Explanation` do not import
-torch and Captum.
+torch, and a method's module (Captum for the baselines) loads when the method is asked for.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
-    if _WHERE[name] != "explanation":
-        importlib.import_module(f"{__name__}.base").load_methods()
+    if name == "METHODS":  # the full registry: import every built-in method
+        module.load_methods()
     value = getattr(module, name)
     globals()[name] = value
     return value

@@ -28,7 +28,11 @@ from stviz.errors import StvizError
 from stviz.explain.classifier import VideoClassifier
 
 METHODS: dict[str, type[Explainer]] = {}  # by name; `load_methods()` fills in the built-ins
-BUILTIN_MODULES = ("attention", "gradcam", "gradients", "perturbation")
+# The module of each built-in method: a method's module (and Captum, for the baselines)
+# is imported only when that method is asked for, which keeps `stviz explain` quick.
+BUILTIN_MODULES = {"attention": "attention", "gradcam": "gradcam", "guided-gradcam": "gradcam",
+                   "saliency": "gradients", "smoothgrad": "gradients", "ig": "gradients",
+                   "occlusion": "perturbation", "frame-ablation": "perturbation"}
 
 
 @dataclass
@@ -53,16 +57,18 @@ def register(cls: type[Explainer]) -> type[Explainer]:
 
 def load_methods() -> dict[str, type[Explainer]]:
     """Register the built-in methods (each file registers itself when imported)."""
-    for module in BUILTIN_MODULES:
+    for module in dict.fromkeys(BUILTIN_MODULES.values()):
         importlib.import_module(f"stviz.explain.{module}")
     return METHODS
 
 
 def get_method(name: str, **params: Any) -> Explainer:
     """A method by registry name with its parameters; unknown ones are user errors."""
-    load_methods()
+    if name not in METHODS and name in BUILTIN_MODULES:
+        importlib.import_module(f"stviz.explain.{BUILTIN_MODULES[name]}")
     if name not in METHODS:
-        raise StvizError(f"--method {name}: unknown; use one of {', '.join(METHODS)}")
+        raise StvizError(f"--method {name}: unknown; use one of "
+                         f"{', '.join(dict.fromkeys([*BUILTIN_MODULES, *METHODS]))}")
     cls = METHODS[name]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
