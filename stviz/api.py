@@ -227,7 +227,12 @@ def _prepare(kind: str, video: str | Path, out: str | Path | None,
     outputs.check_style(cmap, alpha)
     if out is not None:
         outputs.planned_files(kind, out, fmts, overwrite)
-    record = outputs.find_annotation(annotations, video) if annotations else None
+    if annotations:
+        from stviz.datasets.annotations import load_annotations
+
+        record = load_annotations(annotations).find_video(video)
+    else:
+        record = None
     probe(video)
     return fmts, record
 

@@ -67,6 +67,15 @@ def test_stviz_synth(tmp_path: Path) -> None:
                               "height_min": 48, "height_max": 48}
 
 
+def test_find_video_matches_by_file_name(tmp_path: Path) -> None:
+    ann = load_annotations(_synth(tmp_path / "a.json", _synth_record(),
+                                  _synth_record("x", path="clips/walk_07.avi")))
+    assert ann.find_video("/data/test_00003.mp4").id == "test_00003"  # by id
+    assert ann.find_video("elsewhere/walk_07.mp4").id == "x"  # by the recorded path's stem
+    with pytest.raises(StvizError, match=r"a\.json: no annotation for video 'run'"):
+        ann.find_video("run.mp4")
+
+
 def test_stviz_generic_boxes(tmp_path: Path) -> None:
     """`boxes` as {frame: box | [boxes]} or a per-frame list with gaps and several boxes."""
     path = _json(tmp_path / "a.json", {"videos": [

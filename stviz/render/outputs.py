@@ -82,22 +82,6 @@ class GroundTruth:
     segments: list[tuple[int, int]] = field(default_factory=list)  # (first, last) frame
 
 
-def find_annotation(path: str | Path, video: str | Path) -> Any:
-    """The `VideoAnnotation` of `video` in an annotation file, found by the video's file
-    name without extension (an id, an id's last part, or the stem of a recorded path)."""
-    from stviz.datasets.annotations import load_annotations
-
-    ann = load_annotations(path)
-    stem = Path(video).stem
-    for key, record in ann.videos.items():
-        if stem in (key, Path(key).name, Path(key).stem, Path(record.path or "").stem):
-            return record
-    examples = ", ".join(list(ann.videos)[:3]) or "none"
-    raise StvizError(f"{path}: no annotation for video {stem!r} (matched by file name "
-                     f"without extension; ids there: {examples}); pass the annotation file "
-                     "of this video's data set")
-
-
 def ground_truth(record: Any, expl: Explanation) -> GroundTruth:
     """Boxes scaled to the explained video's size, segments [start, end) as the
     (first, last) frames inside them; times in seconds use the video's fps."""

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from stviz.errors import StvizError
+
 
 @dataclass
 class VideoAnnotation:
@@ -138,6 +140,18 @@ class AnnotationSet:
     classes: list[str]
     videos: dict[str, VideoAnnotation]
     class_ids: list[int] | None = None
+
+    def find_video(self, video: str | Path) -> VideoAnnotation:
+        """The record of `video`, matched by its file name without extension: an id, an
+        id's last part, or the stem of a recorded path. None found is a user error."""
+        stem = Path(video).stem
+        for key, record in self.videos.items():
+            if stem in (key, Path(key).name, Path(key).stem, Path(record.path or "").stem):
+                return record
+        examples = ", ".join(list(self.videos)[:3]) or "none"
+        raise StvizError(f"{self.source}: no annotation for video {stem!r} (matched by file "
+                         f"name without extension; ids there: {examples}); pass the "
+                         "annotation file of this video's data set")
 
 
 def group_boxes(times: np.ndarray, boxes: np.ndarray, labels: np.ndarray | None = None
