@@ -3,6 +3,7 @@ videos the tests write: the files, their sizes and schemas, and the user errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -226,6 +227,13 @@ def test_help_teaches_and_matches_the_library():
     assert set(cli_explain.METHODS) == set(METHODS)  # the help lists every method
     assert (cli_explain.DEFAULT_CMAP, cli_explain.DEFAULT_ALPHA) == (DEFAULT_CMAP, DEFAULT_ALPHA)
     assert ",".join(DEFAULT_FORMATS) == cli_explain.DEFAULT_FORMATS
+    for method, listed in cli_explain.METHOD_PARAMS.items():  # --help's parameter list
+        fields = dataclasses.fields(METHODS[method])
+        assert [p.split("=")[0] for p in listed.split()] == [f.name for f in fields]
+        for part, f in zip(listed.split(), fields):
+            assert part.split("=")[1] == ("auto" if f.default is None else str(f.default))
+    assert all(not dataclasses.fields(METHODS[m]) for m in METHODS
+               if m not in cli_explain.METHOD_PARAMS)
     for name in ("explain", "compare"):
         text = CliRunner().invoke(cli, [name, "--help"]).output
         assert "Examples:" in text and f"stviz {name} clip.mp4" in text
@@ -250,3 +258,25 @@ def test_the_executable_flushes_its_output_and_keeps_exit_codes(video, tmp_path)
     assert "missing.mp4" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     done = stviz("explain", video, "--frames", "0")
     assert done.returncode == 2 and done.stdout == ""
+
+
+def test_method_parameters_from_the_command_line(models, video, tmp_path, capsys):
+    args = ["--model", models / "tiny", "--device", "cpu", "--format", "json"]
+    code, _, err = run(capsys, "explain", video, "--method", "ig", "-p", "steps=3", "-p",
+                       "ig.batch=3", "--out", tmp_path / "e", *args)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "e" / "explanation.json").read_text())
+    assert summary["params"]["steps"] == 3 and summary["params"]["batch"] == 3
+    code, _, err = run(capsys, "compare", video, "-b", "smoothgrad,occlusion", "-p",
+                       "smoothgrad.samples=2", "-p", "occlusion.window_frames=auto",
+                       "--out", tmp_path / "c", *args)
+    assert code == 0, err
+    by_method = json.loads((tmp_path / "c" / "compare.json").read_text())["methods"]
+    assert by_method["smoothgrad"]["params"]["samples"] == 2
+    for bad, says in ((["explain", video, "--method", "ig", "-p", "steps=0"], "steps=0"),
+                      (["explain", video, "--method", "ig", "-p", "steps=many"], "not a number"),
+                      (["explain", video, "--method", "ig", "-p", "stepz=4"], "no parameter"),
+                      (["explain", video, "-p", "ig.steps=4"], "not among the methods"),
+                      (["compare", video, "-b", "ig", "-p", "steps=4"], "METHOD.NAME=VALUE")):
+        code, _, err = run(capsys, *bad, *args)
+        assert code == 2 and says in err, (bad, err)

@@ -21,6 +21,11 @@ from stviz.cli.common import Settings, StageProgress, common_options, out
 
 METHODS = ("attention", "gradcam", "guided-gradcam", "saliency", "smoothgrad", "ig",
            "occlusion", "frame-ablation")
+# Each method's parameters and defaults, for --help (checked against the classes by a test).
+METHOD_PARAMS = {"smoothgrad": "samples=8 noise=0.15 batch=2", "ig": "steps=32 batch=2",
+                 "occlusion": "window_frames=auto stride_frames=auto window_cells=2 "
+                              "stride_cells=1 batch=4",
+                 "frame-ablation": "batch=4"}
 DEFAULT_CMAP, DEFAULT_ALPHA, DEFAULT_FORMATS = "inferno", 0.45, "mp4,png,json"
 TOP_CLASSES = 5
 PEAKS = 3
@@ -98,10 +103,13 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="--dense: frames per window [default: T].")
 @click.option("--stride", type=click.IntRange(min=1), default=None, metavar="FRAMES",
               help="--dense: frames between window starts [default: window / 2].")
+@click.option("--param", "-p", "params", multiple=True, metavar="[METHOD.]NAME=VALUE",
+              help="A method parameter, repeatable (e.g. -p steps=16 for ig). " +
+                   "; ".join(f"{m}: {p}" for m, p in METHOD_PARAMS.items()) + ".")
 @output_options
 @common_options
 def explain(video: Path, method: str, dense: bool, window: int | None, stride: int | None,
-            shared: dict[str, Any], settings: Settings) -> None:
+            params: tuple[str, ...], shared: dict[str, Any], settings: Settings) -> None:
     """Show where and when a model looked to classify VIDEO.
 
     Writes, into --out: overlay.mp4 (the heatmap over every frame at the video's
@@ -115,6 +123,7 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
     Examples:
       stviz explain clip.mp4
       stviz explain clip.mp4 --method gradcam --target jump --format mp4,gif
+      stviz explain clip.mp4 --method ig --param steps=64
       stviz explain clip.mp4 --dense --window 16 --stride 4 --out runs/clip
       stviz explain clip.mp4 --model runs/my-model --annotations annotations.json
       stviz explain clip.mp4 --model r3d.pt --arch r3d_18 --method gradcam
@@ -123,7 +132,9 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
 
     with StageProgress(settings) as bar:
         result = api.explain(video, method=method, dense=dense, window=window, stride=stride,
-                             device=settings.device, progress=bar, **shared)
+                             device=settings.device, progress=bar,
+                             method_params=parse_params(params, [method]).get(method),
+                             **shared)
     if settings.quiet:
         for path in result.files:
             click.echo(path)
@@ -143,10 +154,13 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
               show_default=True, metavar="NAME",
               help="Method to compare with the model's own attention; repeat it or give a "
                    "comma-separated list. One of: " + ", ".join(METHODS[1:]) + ".")
+@click.option("--param", "-p", "params", multiple=True, metavar="METHOD.NAME=VALUE",
+              help="A baseline's parameter, repeatable (e.g. -p ig.steps=16). " +
+                   "; ".join(f"{m}: {p}" for m, p in METHOD_PARAMS.items()) + ".")
 @output_options
 @common_options
-def compare(video: Path, baselines: tuple[str, ...], shared: dict[str, Any],
-            settings: Settings) -> None:
+def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
+            shared: dict[str, Any], settings: Settings) -> None:
     """Explain VIDEO with several methods and measure how much they agree.
 
     The model's own attention (stviz models) and every --baseline explain the same
@@ -160,12 +174,15 @@ def compare(video: Path, baselines: tuple[str, ...], shared: dict[str, Any],
     Examples:
       stviz compare clip.mp4 --baseline gradcam --baseline ig
       stviz compare clip.mp4 -b gradcam,saliency,occlusion --format png,json
+      stviz compare clip.mp4 -b ig,smoothgrad -p ig.steps=16 -p smoothgrad.samples=4
     """
     from stviz import api
 
     names = [n.strip() for b in baselines for n in b.split(",") if n.strip()]
+    by_method = parse_params(params, names, prefixed=True)
     with StageProgress(settings) as bar:
-        result = api.compare(video, names, device=settings.device, progress=bar, **shared)
+        result = api.compare(video, names, device=settings.device, progress=bar,
+                             params=by_method, **shared)
     if settings.quiet:
         for path in result.files:
             click.echo(path)
@@ -189,6 +206,37 @@ def compare(video: Path, baselines: tuple[str, ...], shared: dict[str, Any],
         table.add_row(p["a"], p["b"], rho, f"{p['top_region_iou']:.3f}")
     out.print(table)
     _say_end(result, {"explain": "explain (decode + methods)"})
+
+
+def parse_params(values: tuple[str, ...], methods: list[str], prefixed: bool = False
+                 ) -> dict[str, dict[str, Any]]:
+    """`--param` values ("ig.steps=16", or "steps=16" for the only method) -> {method:
+    {name: value}}; values are numbers or "none". Names are checked by the methods."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        method, dot, name = key.strip().rpartition(".")
+        if not sep or not name or (not dot and prefixed):
+            form = "METHOD.NAME=VALUE" if prefixed else "[METHOD.]NAME=VALUE"
+            raise click.BadParameter(f"{item!r}: write {form}, e.g. "
+                                     f"{'ig.' if prefixed else ''}steps=16", param_hint="--param")
+        method = method or methods[0]
+        if method not in methods:
+            raise click.BadParameter(f"{item!r}: {method} is not among the methods run "
+                                     f"({', '.join(methods)})", param_hint="--param")
+        parsed.setdefault(method, {})[name] = _param_value(item, raw.strip())
+    return parsed
+
+
+def _param_value(item: str, raw: str) -> int | float | None:
+    if raw.lower() in ("none", "auto"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    raise click.BadParameter(f"{item!r}: {raw!r} is not a number", param_hint="--param")
 
 
 def _say_video(expl: Any, model: str) -> None:

@@ -70,12 +70,34 @@ def get_method(name: str, **params: Any) -> Explainer:
         raise StvizError(f"--method {name}: unknown; use one of "
                          f"{', '.join(dict.fromkeys([*BUILTIN_MODULES, *METHODS]))}")
     cls = METHODS[name]
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - known)
+    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - set(fields))
     if unknown:
         raise StvizError(f"method {name} has no parameter {unknown[0]!r}; its parameters: "
-                         f"{', '.join(sorted(known)) or 'none'}")
-    return cls(**params)
+                         f"{', '.join(sorted(fields)) or 'none'}")
+    for key, value in params.items():
+        _check_param(name, key, value, fields[key])
+    return cls(**{k: int(v) if v is not None and fields[k].startswith("int") else v
+                  for k, v in params.items()})
+
+
+def _check_param(method: str, key: str, value: Any, kind: str) -> None:
+    """Method parameters are counts (int >= 1), amounts (float >= 0) or, where the type
+    allows None, "automatic"; anything else is a user error, not a Captum traceback."""
+    if value is None:
+        if "None" in kind:
+            return
+        problem = "needs a value"
+    elif kind.startswith("int"):
+        ok = isinstance(value, (int, float)) and float(value).is_integer() and value >= 1
+        problem = "" if ok else "must be a whole number >= 1"
+    elif kind.startswith("float"):
+        ok = isinstance(value, (int, float)) and value >= 0
+        problem = "" if ok else "must be a number >= 0"
+    else:
+        problem = ""
+    if problem:
+        raise StvizError(f"method {method}: parameter {key}={value!r} {problem}")
 
 
 @dataclass
