@@ -359,8 +359,7 @@ class _Mp4Encoder:
 
     def write(self, frame: np.ndarray) -> None:
         picture = self._frame_type.from_ndarray(frame, format="rgb24")
-        # explicit timestamps: x264's rate control reads them, so leaving them unset
-        # made the bytes vary between runs
+        # frame k at k/fps: the muxer takes each frame's time and duration from these
         picture.pts = self._index
         picture.time_base = self._time_base
         self._index += 1
@@ -438,12 +437,9 @@ class VideoWriter:
         else:
             frame = np.ascontiguousarray(_even(frame))
             if self._encoder is None:
-                self._encoder = self._start_mp4(frame.shape[1], frame.shape[0])
+                self._encoder = _Mp4Encoder(self._tmp, frame.shape[1], frame.shape[0], self.fps)
             self._encoder.write(frame)
         self.frames += 1
-
-    def _start_mp4(self, width: int, height: int) -> _Mp4Encoder:
-        return _Mp4Encoder(self._tmp, width, height, self.fps)
 
     def _finish(self) -> None:
         if self.frames == 0:

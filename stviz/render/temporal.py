@@ -58,9 +58,9 @@ def _lowest_until_higher(side: np.ndarray, height: float) -> float:
     """Minimum of `side` (walking away from a peak) up to its first value above `height`;
     an end of the curve counts as a drop to below its minimum (so the ends can be peaks)."""
     higher = np.flatnonzero(side > height)
-    reach = side[:higher[0]] if len(higher) else side
-    floor = -np.inf if not len(higher) else np.inf
-    return float(min(reach.min(initial=np.inf), floor))
+    if not len(higher):
+        return -np.inf
+    return float(side[:higher[0]].min(initial=np.inf))
 
 
 def render_temporal(expl: Explanation, frames: dict[int, np.ndarray], out: str | Path, *,
