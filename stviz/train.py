@@ -177,8 +177,11 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
     ds, items = _load_items(dataset, cfg.split)
     classes = list(ds.classes)
     backbone = create_backbone(cfg.backbone, cfg.backbone_weights)
-    net_cfg = NetworkConfig(num_classes=len(classes), in_channels=backbone.channels,
-                            **cfg.network)
+    try:
+        net_cfg = NetworkConfig(num_classes=len(classes), in_channels=backbone.channels,
+                                **cfg.network)
+    except ValueError as exc:
+        raise StvizError(f"network options: {exc}; see `stviz train --help`") from exc
     spec = ModelSpec(network=net_cfg, backbone=backbone.name, backbone_weights=backbone.weights,
                      input_size=cfg.input_size, frames=cfg.frames, mean=backbone.mean,
                      std=backbone.std, classes=classes, finetuned_backbone=cfg.finetune_backbone)

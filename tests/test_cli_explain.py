@@ -73,7 +73,7 @@ def test_explain_writes_every_file_and_refuses_to_overwrite(models, video, tmp_p
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
     for word in ("prediction", "peak frames", "time", "total", "wrote", *names):
         assert word in stdout
-    assert "synth10-lite0 is the bundled" not in stdout
+    assert "actions10-lite0 is the bundled" not in stdout
 
     # Every frame of the video at its fps, with the timeline strip under it.
     info = probe(out / "overlay.mp4")
@@ -104,7 +104,7 @@ def test_default_model_out_dir_gif_and_quiet(models, video, tmp_path, monkeypatc
     assert sorted(p.name for p in out.iterdir()) == ["explanation.json", "explanation.npz",
                                                       "overlay.gif"]
     assert iio.imread(out / "overlay.gif", index=None).shape[:3] == (N, H + strip_height(H), W)
-    assert "synth10-lite0 is the bundled" in stdout and "stviz train DATASET" in stdout
+    assert "actions10-lite0 is the bundled" in stdout and "stviz train DATASET" in stdout
 
     code, stdout, _ = run(capsys, "explain", video, "--format", "json", "--out", "q",
                           "--method", "saliency", "--target", "b", "--quiet")

@@ -57,3 +57,28 @@ def test_total_loss_combines_terms_with_reference_weights():
     ce = math.log(1 + math.exp(-2.0))
     expected = ce + 1e-5 * 0.6 + 1e-4 * -0.3 + 1.0 * math.sqrt(0.15)
     assert terms["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_area_prior_charges_only_above_its_target():
+    from stviz.core.losses import area_loss
+
+    masks = torch.zeros(2, 2, 2, 2)
+    masks[0, :, 0, :] = 1.0  # clip 0 covers half its cells
+    masks[1, 0, 0, 0] = 1.0  # clip 1 covers 1/8
+    assert torch.isclose(area_loss(masks, 0.25), torch.tensor((0.5 - 0.25 + 0.0) / 2))
+    assert area_loss(masks, 0.5) == 0
+    lw = LossWeights(tv=0, contrast=0, unimodal=0, area=2.0, area_target=0.25)
+    terms = total_loss(torch.zeros(2, 3), masks, torch.full((2, 4), 0.25),
+                       torch.tensor([0, 1]), lw)
+    assert torch.isclose(terms["loss"], terms["ce"] + 2.0 * 0.125)
+
+
+def test_tv_time_is_the_hand_computed_change_between_frames():
+    from stviz.core.losses import tv_time_loss
+
+    masks = torch.zeros(1, 3, 2, 2)
+    masks[0, 0, 0, 0] = 1.0  # the open cell moves: (0,0) -> (1,1) -> (1,1)
+    masks[0, 1, 1, 1] = 1.0
+    masks[0, 2, 1, 1] = 0.5
+    assert torch.isclose(tv_time_loss(masks), torch.tensor(2.0 + 0.5))
+    assert tv_time_loss(torch.ones(2, 4, 3, 3)) == 0

@@ -72,3 +72,141 @@ def test_bad_config_values():
         NetworkConfig(num_classes=2, recurrent="gru")
     with pytest.raises(ValueError):
         NetworkConfig(num_classes=2, pooling="max")
+    with pytest.raises(ValueError, match="spatial_pooling"):
+        NetworkConfig(num_classes=2, spatial_pooling="max")
+    with pytest.raises(ValueError, match="temporal_input"):
+        NetworkConfig(num_classes=2, temporal_input="flow")
+
+
+# ---------------------------------------------------------------- beyond the paper
+
+def test_defaults_are_the_papers_network():
+    cfg = tiny_config()
+    assert cfg.is_paper and not cfg.coords
+    assert (cfg.spatial_pooling, cfg.temporal_input) == ("mean", "state")
+    for switch in ({"coords": True}, {"spatial_pooling": "mask"}, {"temporal_input": "delta"},
+                   {"temporal_input": "rectified"}, {"attention_window": 3},
+                   {"attention_floor": 0.1}):
+        other = tiny_config(**switch)
+        assert not other.is_paper
+        assert NetworkConfig(**other.to_dict()) == other  # what a checkpoint records
+
+
+def test_coordinate_channels_reach_mask_head_and_convlstm():
+    head = AttentionHead(tiny_config(coords=True))
+    assert head.mask.layers[0].in_channels == 8 + 2
+    assert head.recurrent.gates.in_channels == 8 + 2 + 6
+    from stviz.core.network import _coordinates
+
+    grid = _coordinates(torch.zeros(1, 3, 2, 3))
+    assert torch.equal(grid[0, 0], torch.tensor([[-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]]))
+    assert torch.equal(grid[0, 1], torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    # Position is visible: one feature vector copied everywhere gives a mask that varies.
+    torch.manual_seed(0)
+    out = head.eval()(torch.randn(1, 1, 32, 1, 1).expand(1, 2, 32, 5, 5).contiguous())
+    assert out.masks[0, 0, 2].std() > 1e-4
+
+
+def test_mask_weighted_pooling_is_hand_computed():
+    head = AttentionHead(tiny_config(spatial_pooling="mask"))
+    x = torch.arange(8.0).reshape(1, 1, 2, 2, 2)  # channel 0: 0 1 2 3, channel 1: 4 5 6 7
+    m = torch.tensor([1.0, 0.0, 0.5, 0.0]).reshape(1, 1, 1, 2, 2)
+    pooled = head._pool(x, m)
+    assert torch.allclose(pooled, torch.tensor([[[(0 + 0.5 * 2) / 1.6, (4 + 0.5 * 6) / 1.6]]]))
+    assert torch.allclose(AttentionHead(tiny_config())._pool(x, m), torch.tensor([[[1.5, 5.5]]]))
+
+
+def test_mask_weighted_pooling_ignores_what_the_mask_closes():
+    """Without a recurrence (whose 3x3 kernel would look at neighbours), features where
+    M = 0 cannot change the prediction: only what the mask selects is classified."""
+    torch.manual_seed(0)
+    head = AttentionHead(tiny_config(spatial_pooling="mask", recurrent="none")).eval()
+    last = head.mask.layers[-1]
+    torch.nn.init.zeros_(last.weight)
+    with torch.no_grad():
+        last.bias.fill_(-60.0)  # closed everywhere ...
+    open_cell = torch.full((1, 1, 4, 4), -60.0)
+    open_cell[..., 1, 2] = 60.0  # ... but one cell
+    head.mask.forward = lambda x: open_cell.expand(x.shape[0], 1, 4, 4)
+    x = torch.randn(1, 3, 32, 4, 4)
+    y = x.clone()
+    y[..., 0, :] += 5.0  # change every cell of the first row
+    a, b = head(x), head(y)
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    c = x.clone()
+    c[..., 1, 2] += 5.0
+    assert not torch.allclose(a.logits, head(c).logits, atol=1e-3)
+
+
+def test_delta_attention_sees_change_not_state():
+    from stviz.core.network import _change
+
+    seq = torch.tensor([[1.0, 3.0, 3.0, 7.0]]).unsqueeze(-1)
+    assert torch.equal(_change(seq).squeeze(-1), torch.tensor([[0.0, 2.0, 0.0, 4.0]]))
+    # A clip that never changes gives no change to attend to: uniform weights.
+    head = AttentionHead(tiny_config(temporal_input="delta", recurrent="none")).eval()
+    still = torch.randn(1, 1, 32, 3, 3).expand(2, 5, 32, 3, 3)
+    out = head(still)
+    assert torch.allclose(out.weights, torch.full((2, 5), 0.2))
+    assert torch.allclose(out.logits, head.classifier.bias.expand(2, -1))
+
+
+@pytest.mark.parametrize("switches", [{"coords": True}, {"spatial_pooling": "mask"},
+                                      {"temporal_input": "delta"},
+                                      {"coords": True, "spatial_pooling": "mask",
+                                       "temporal_input": "delta"}])
+def test_switched_heads_train(switches):
+    torch.manual_seed(0)
+    head = AttentionHead(tiny_config(**switches))
+    out = head(torch.randn(2, 4, 32, 3, 3))
+    assert torch.allclose(out.weights.sum(1), torch.ones(2)) and torch.isfinite(out.logits).all()
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in head.parameters())
+
+
+def test_window_scorer_sees_only_its_window_and_a_still_clip_is_uniform():
+    torch.manual_seed(0)
+    head = AttentionHead(tiny_config(attention_window=3, spatial_pooling="mask",
+                                     recurrent="none", temporal_input="delta")).eval()
+    assert head.attention is not None and head.scorer is not None
+    still = torch.randn(1, 1, 32, 3, 3).expand(1, 7, 32, 3, 3).contiguous()
+    assert torch.allclose(head(still).weights, torch.full((1, 7), 1 / 7), atol=1e-6)
+    pooled = torch.randn(1, 9, 8)
+    moved = pooled.clone()
+    moved[0, 4] += 3.0 * torch.randn(8)  # not a constant shift, which LayerNorm removes
+    changed = (head.scorer(pooled) - head.scorer(moved)).abs()[0] > 1e-6
+    assert changed.tolist() == [False, False, False, True, True, True, False, False, False]
+    with pytest.raises(ValueError, match="odd"):
+        tiny_config(attention_window=2)
+    with pytest.raises(ValueError, match="pooling='attention'"):
+        tiny_config(attention_window=3, pooling="mean")
+    assert not tiny_config(attention_window=3).is_paper
+
+
+def test_attention_floor_mixes_in_the_uniform_weight_and_keeps_the_ranking():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 32, 3, 3)
+    plain = AttentionHead(tiny_config()).eval()
+    floored = AttentionHead(tiny_config(attention_floor=0.25)).eval()
+    floored.load_state_dict(plain.state_dict())
+    a, b = plain(x).weights, floored(x).weights
+    assert torch.allclose(b, 0.75 * a + 0.25 / 6, atol=1e-6)
+    assert torch.equal(a.argsort(1), b.argsort(1)) and (b >= 0.25 / 6 - 1e-7).all()
+    with pytest.raises(ValueError, match="attention_floor"):
+        tiny_config(attention_floor=1.0)
+
+
+def test_rectified_change_keeps_an_action_that_returns_to_rest():
+    from stviz.core.network import _change
+
+    pulse = torch.tensor([[0.0, 1.0, 3.0, 1.0, 0.0]]).reshape(1, 5, 1)  # (B, T, C)
+    signed = _change(pulse)
+    rect = _change(pulse, rectified=True)
+    assert signed.sum() == 0  # up and down cancel ...
+    assert torch.equal(rect[0, :, 0], torch.tensor([0.0, 1.0, 2.0, 0.0, 0.0]))
+    assert torch.equal(rect[0, :, 1], torch.tensor([0.0, 0.0, 0.0, 2.0, 1.0]))
+    assert rect.sum() == 6  # ... their rectified parts do not
+    head = AttentionHead(tiny_config(temporal_input="rectified"))
+    assert head.classifier.in_features == 2 * 6 and head.attention.in_features == 2 * 6
+    out = head(torch.randn(2, 4, 32, 3, 3))
+    assert out.logits.shape == (2, 5) and torch.allclose(out.weights.sum(1), torch.ones(2))

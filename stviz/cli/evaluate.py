@@ -80,7 +80,7 @@ def _size_range(s: dict[str, Any]) -> str:
               metavar="M1,M2,...", help="Explanation methods, comma-separated: attention, "
               "gradcam, guided-gradcam, saliency, smoothgrad, ig, occlusion, frame-ablation.")
 @click.option("--model", "-m", default=None, metavar="NAME|DIR",
-              help="Checkpoint folder or model name (default: the bundled synth10-lite0).")
+              help="Checkpoint folder or model name (default: the bundled actions10-lite0).")
 @click.option("--split", default="test", show_default=True,
               help="Split to evaluate (ignored when the annotations have no splits).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
@@ -183,7 +183,7 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--model", "-m", default=None, metavar="NAME|DIR",
-              help="Checkpoint folder or model name (default: the bundled synth10-lite0).")
+              help="Checkpoint folder or model name (default: the bundled actions10-lite0).")
 @click.option("--split", default="test", show_default=True, help="Split to evaluate.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Where to write evaluation.json and confusion.png "

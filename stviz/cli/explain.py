@@ -41,7 +41,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
                      help="stviz checkpoint folder or model name, or with --arch a weights "
-                          "file, or a TorchScript file [default: the bundled synth10-lite0]."),
+                          "file, or a TorchScript file [default: the bundled actions10-lite0]."),
         click.option("--target", default=None, metavar="CLASS",
                      help="Class to explain, by name or index [default: the predicted one]."),
         click.option("--frames", "-t", type=click.IntRange(min=1), default=None, metavar="T",
@@ -286,6 +286,8 @@ def _say_end(result: Any, labels: dict[str, str]) -> None:
         out.print(f"[bold]wrote[/] {escape(str(folder))}/: "
                   + ", ".join(escape(p.name) for p in result.files))
     if result.bundled_synthetic:
-        out.print("[yellow]note:[/] synth10-lite0 is the bundled demo model, trained on "
-                  "synthetic moving shapes only; for your own videos train on your data "
+        from stviz.core.checkpoint import DEFAULT_MODEL
+
+        out.print(f"[yellow]note:[/] {DEFAULT_MODEL} is the bundled demo model, trained on "
+                  "synthetic shapes only; for your own videos train on your data "
                   "(`stviz train DATASET --out DIR`) and pass `--model DIR`.")

@@ -24,18 +24,27 @@ from stviz.cli.common import Progress, Settings, TrainProgress, common_options
 @click.option("--difficulty", type=click.Choice(["easy", "standard", "hard"]),
               default="standard", show_default=True,
               help="hard adds camera pan and partial occlusion.")
+@click.option("--classes", "class_set", type=click.Choice(["actions", "motion"]),
+              default="actions", show_default=True,
+              help="actions: what the actor does where it stands (rotate, pulse, flash, "
+                   "shake) and four translations, among distractors that act too. motion: "
+                   "the earlier set of ten displacements (move in 8 directions, grow, "
+                   "shrink) among passive distractors.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing data set in OUT.")
 @common_options
 def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: int,
-          difficulty: str, workers: int | None, overwrite: bool, settings: Settings) -> None:
+          difficulty: str, class_set: str, workers: int | None, overwrite: bool,
+          settings: Settings) -> None:
     """Render synthetic action clips with exact spatial and temporal ground truth.
 
-    Each clip's class is how its actor (a textured, outlined shape) moves during
-    an action window; distractor blobs wander the whole time. OUT gets
-    videos/*.mp4 and annotations.json (label, [start, end) segment, actor box per
-    frame).
+    Each clip's class is what its actor (a textured, outlined shape) does during
+    an action window; before and after it the actor rests. Distractor blobs
+    wander the whole time and, with the default `--classes actions`, three in four
+    also rotate, pulse, flash or shake at times of their own, so only the actor's
+    action gives the label. OUT gets videos/*.mp4 and annotations.json (label,
+    [start, end) segment, actor box per frame).
 
     \b
     Example:
@@ -43,7 +52,7 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
     """
     from stviz.datasets.synth import SynthConfig, generate
 
-    cfg = SynthConfig(frames=frames, size=size, difficulty=difficulty)
+    cfg = SynthConfig(frames=frames, size=size, difficulty=difficulty, classes=class_set)
     with Progress(settings) as bar:
         bar.stage("rendering clips", n_train + n_test)
         path = generate(out, n_train, n_test, seed, cfg, workers=workers, overwrite=overwrite,
@@ -79,6 +88,37 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
               help="Ablation: plain LSTM on pooled features, or none.")
 @click.option("--reference-widths", is_flag=True,
               help="The paper's head widths (mask 1024-512, ConvLSTM 512) instead of compact.")
+@click.option("--spatial-pooling", type=click.Choice(["mean", "mask"]), default="mean",
+              show_default=True,
+              help="Beyond the paper. How hbar_t pools the hidden state over space: the "
+                   "paper's plain mean, or the mask-weighted mean sum(M h) / sum(M), so that "
+                   "only what the mask selects reaches the classifier, however small the mask.")
+@click.option("--temporal-input", type=click.Choice(["state", "delta"]), default="state",
+              show_default=True,
+              help="Beyond the paper. What temporal attention weighs and the classifier sums: "
+                   "the paper's hidden state h_t, or its change h_t - h_{t-1}, which is large "
+                   "while the action happens and not after it.")
+@click.option("--attention-window", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Beyond the paper. Score temporal attention from this many frames (odd) of "
+                   "mask-pooled input features centred on each frame, a small 1-D "
+                   "convolution, instead of from the recurrent state: a frame scores by what "
+                   "changes around it. 0 keeps the paper's w . hbar_t.")
+@click.option("--attention-floor", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+              show_default=True,
+              help="Beyond the paper. Mix beta with the uniform weight: (1 - a) softmax + a/T, "
+                   "so every frame reaches the classifier and trains the mask, not only the "
+                   "frames attention picks. The ranking of frames is unchanged.")
+@click.option("--coords", is_flag=True,
+              help="Beyond the paper. Give the mask head and the ConvLSTM two CoordConv "
+                   "channels (x, y), so the mask need not encode position.")
+@click.option("--lambda-area", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Beyond the paper. Weight of the area prior relu(mean(M) - area_target).")
+@click.option("--area-target", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of the frame the mask may cover before the area prior charges.")
+@click.option("--lambda-tv-time", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Beyond the paper. Weight of the mask's total variation between "
+                   "consecutive frames: frames that temporal attention ignores keep the "
+                   "place their neighbours found.")
 @click.option("--split", default="train", show_default=True, help="Split to train on.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.1, show_default=True)
 @click.option("--finetune-backbone", is_flag=True,
@@ -95,14 +135,18 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
           weight_decay: float, patience: int, t: int, input_size: int, backbone: str,
           backbone_weights: Path | None, lambda_tv: float, lambda_contrast: float,
           lambda_unimodal: float, no_mask: bool, pooling: str, recurrent: str,
-          reference_widths: bool, split: str, val_fraction: float, finetune_backbone: bool,
+          reference_widths: bool, spatial_pooling: str, temporal_input: str,
+          attention_window: int, attention_floor: float, coords: bool, lambda_area: float,
+          area_target: float, lambda_tv_time: float, split: str, val_fraction: float, finetune_backbone: bool,
           seed: int, no_amp: bool, cache_dir: Path, resume: bool, overwrite: bool,
           settings: Settings) -> None:
     """Train the spatio-temporal attention network from class labels only.
 
     DATASET is a `stviz synth` folder, a folder per class (with UCF101 or HMDB51
     split files when present) or a CSV manifest (path,label[,split]).
-    Defaults are the paper's recipe. For several GPUs or nodes run it under
+    Defaults are the paper's network and recipe; the options marked "beyond the
+    paper" add what makes the attention localize (see the model card of the
+    default model for what each one buys). For several GPUs or nodes run it under
     torchrun: `torchrun --nproc_per_node 4 -m stviz train DATASET --out DIR`.
     """
     from stviz.core.losses import LossWeights
@@ -110,7 +154,10 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
     from stviz.train import train as run_training
 
     network: dict[str, Any] = {"use_mask": not no_mask, "pooling": pooling,
-                               "recurrent": recurrent}
+                               "recurrent": recurrent, "spatial_pooling": spatial_pooling,
+                               "temporal_input": temporal_input, "coords": coords,
+                               "attention_window": attention_window,
+                               "attention_floor": attention_floor}
     if reference_widths:
         network.update(mask_hidden=(1024, 512), reduce_channels=None, lstm_hidden=512)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -118,7 +165,8 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                       input_size=input_size, backbone=backbone,
                       backbone_weights=str(backbone_weights) if backbone_weights else None,
                       network=network, loss=LossWeights(lambda_tv, lambda_contrast,
-                                                        lambda_unimodal),
+                                                        lambda_unimodal, lambda_area,
+                                                        area_target, lambda_tv_time),
                       finetune_backbone=finetune_backbone, seed=seed, device=settings.device,
                       amp=not no_amp, cache_dir=str(cache_dir), split=split)
     with TrainProgress(settings) as bar:

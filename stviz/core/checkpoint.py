@@ -21,7 +21,7 @@ from stviz.files import atomic_path, write_json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "MODEL_CARD.md"
-DEFAULT_MODEL = "synth10-lite0"
+DEFAULT_MODEL = "actions10-lite0"
 FORMAT_VERSION = 1
 
 

@@ -14,11 +14,16 @@ import torch.nn.functional as F
 
 @dataclass
 class LossWeights:
-    """Reference weights: l_tv = 1e-5, l_c = 1e-4, l_u = 1."""
+    """Reference weights: l_tv = 1e-5, l_c = 1e-4, l_u = 1; no area prior."""
 
     tv: float = 1e-5
     contrast: float = 1e-4
     unimodal: float = 1.0
+    # Beyond the paper (off by default): l_area * relu(mean(M) - area_target) and
+    # l_tv_time * the total variation of the mask between consecutive frames.
+    area: float = 0.0
+    area_target: float = 0.1
+    tv_time: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -53,6 +58,19 @@ def unimodal_loss(weights: torch.Tensor) -> torch.Tensor:
     return root.mean(dim=-1).mean()
 
 
+def tv_time_loss(masks: torch.Tensor) -> torch.Tensor:
+    """sum_t sum_{j,k} |M_{t+1}[j,k] - M_t[j,k]|, averaged over the batch: the mask keeps
+    its place unless the evidence moves it, so frames whose weight beta is small (where
+    the classifier gives the mask no gradient) inherit the place their neighbours found."""
+    return (masks[..., 1:, :, :] - masks[..., :-1, :, :]).abs().sum(dim=(-3, -2, -1)).mean()
+
+
+def area_loss(masks: torch.Tensor, target: float) -> torch.Tensor:
+    """relu(mean(M) - target) per clip, averaged over the batch: a mask may open up to
+    `target` of the frame for free, and pays for every cell beyond it."""
+    return F.relu(masks.mean(dim=(-3, -2, -1)) - target).mean()
+
+
 def total_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
                labels: torch.Tensor, lw: LossWeights) -> dict[str, torch.Tensor]:
     """All loss terms and their weighted sum under key "loss"."""
@@ -61,7 +79,10 @@ def total_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
         "tv": tv_loss(masks.float()),
         "contrast": contrast_loss(masks.float()),
         "unimodal": unimodal_loss(weights.float()),
+        "area": area_loss(masks.float(), lw.area_target),
+        "tv_time": tv_time_loss(masks.float()),
     }
     terms["loss"] = (terms["ce"] + lw.tv * terms["tv"] + lw.contrast * terms["contrast"]
-                     + lw.unimodal * terms["unimodal"])
+                     + lw.unimodal * terms["unimodal"] + lw.area * terms["area"]
+                     + lw.tv_time * terms["tv_time"])
     return terms

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stviz.core.convlstm import ConvLSTM
@@ -19,6 +20,8 @@ from stviz.core.convlstm import ConvLSTM
 ARCHITECTURE = "stviz-st-attention"
 RECURRENT = ("convlstm", "lstm", "none")
 POOLING = ("attention", "mean")
+SPATIAL_POOLING = ("mean", "mask")
+TEMPORAL_INPUT = ("state", "delta", "rectified")
 
 
 @dataclass
@@ -42,6 +45,14 @@ class NetworkConfig:
     pooling: str = "attention"
     dropout: float = 0.2
     mask_init_bias: float = 0.0  # the mask's last bias at initialization: < 0 starts it closed
+    # Beyond the paper (each off by default, so the defaults are the paper's network):
+    coords: bool = False  # CoordConv x, y channels into the mask head and the recurrent input
+    spatial_pooling: str = "mean"  # "mask": hbar_t = sum(M_t h_t) / sum(M_t)
+    # "delta": beta and the summary from d_t = h_t - h_{t-1}; "rectified": from
+    # [relu(d_t), relu(-d_t)], which does not telescope to 0 over an action that returns
+    temporal_input: str = "state"
+    attention_window: int = 0  # k > 0: beta's score adds k frames of masked input around t
+    attention_floor: float = 0.0  # beta = (1 - a) softmax + a / T: every frame trains the mask
 
     def __post_init__(self) -> None:
         self.mask_hidden = tuple(self.mask_hidden)  # JSON gives lists
@@ -49,6 +60,25 @@ class NetworkConfig:
             raise ValueError(f"recurrent must be one of {RECURRENT}, not {self.recurrent!r}")
         if self.pooling not in POOLING:
             raise ValueError(f"pooling must be one of {POOLING}, not {self.pooling!r}")
+        if self.spatial_pooling not in SPATIAL_POOLING:
+            raise ValueError(f"spatial_pooling must be one of {SPATIAL_POOLING}, "
+                             f"not {self.spatial_pooling!r}")
+        if self.temporal_input not in TEMPORAL_INPUT:
+            raise ValueError(f"temporal_input must be one of {TEMPORAL_INPUT}, "
+                             f"not {self.temporal_input!r}")
+        if self.attention_window < 0 or (self.attention_window and self.attention_window % 2 == 0):
+            raise ValueError(f"attention_window must be 0 or an odd number of frames, "
+                             f"not {self.attention_window}")
+        if not 0 <= self.attention_floor < 1:
+            raise ValueError(f"attention_floor must be in [0, 1), not {self.attention_floor}")
+        if self.attention_window and self.pooling != "attention":
+            raise ValueError("attention_window needs pooling='attention'")
+
+    @property
+    def is_paper(self) -> bool:
+        """True when nothing beyond the paper's network is switched on."""
+        return not (self.coords or self.attention_window or self.attention_floor) and (
+            self.spatial_pooling, self.temporal_input) == ("mean", "state")
 
     @classmethod
     def reference(cls, num_classes: int, in_channels: int = 2048) -> NetworkConfig:
@@ -84,6 +114,26 @@ class MaskHead(nn.Module):
         return self.layers(x)
 
 
+class WindowScorer(nn.Module):
+    """Temporal attention scores from local evidence: a small 1-D convolution over k frames
+    of mask-pooled input features centred on t (edges repeated), so a frame scores by what
+    changes around it, not by what the recurrence has accumulated."""
+
+    def __init__(self, channels: int, window: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.window = window
+        # LayerNorm and GELU: with raw feature scales and ReLU, every hidden unit can die
+        # in the first steps, leaving constant scores (uniform beta) for good.
+        self.norm = nn.LayerNorm(channels)
+        self.layers = nn.Sequential(nn.Conv1d(channels, hidden, window), nn.GELU(),
+                                    nn.Conv1d(hidden, 1, 1))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> scores (B, T)."""
+        x = F.pad(self.norm(pooled).transpose(1, 2), (self.window // 2,) * 2, mode="replicate")
+        return self.layers(x).squeeze(1)
+
+
 class AttentionHead(nn.Module):
     """Everything after the backbone: features (B, T, C, h, w) -> NetOutput."""
 
@@ -97,41 +147,95 @@ class AttentionHead(nn.Module):
             c = config.reduce_channels
         else:
             self.reduce = nn.Identity()
-        self.mask = (MaskHead(c, config.mask_hidden, config.mask_init_bias) if config.use_mask
-                     else None)
+        self.scorer = (WindowScorer(c, config.attention_window) if config.attention_window
+                       else None)
+        extra = 2 if config.coords else 0
+        self.mask = (MaskHead(c + extra, config.mask_hidden, config.mask_init_bias)
+                     if config.use_mask else None)
         if config.recurrent == "convlstm":
-            self.recurrent: nn.Module | None = ConvLSTM(c, config.lstm_hidden)
+            self.recurrent: nn.Module | None = ConvLSTM(c + extra, config.lstm_hidden)
             c = config.lstm_hidden
         elif config.recurrent == "lstm":
             self.recurrent = nn.LSTM(c, config.lstm_hidden, batch_first=True)
             c = config.lstm_hidden
         else:
             self.recurrent = None
+        if config.temporal_input == "rectified":
+            c *= 2
         self.attention = nn.Linear(c, 1) if config.pooling == "attention" else None
         self.classifier = nn.Linear(c, config.num_classes)
 
     def forward(self, features: torch.Tensor) -> NetOutput:
         b, t, c, h, w = features.shape
+        cfg = self.config
         x = self.reduce(self.dropout(features.reshape(b * t, c, h, w)))
+        grid = _coordinates(x) if cfg.coords else None
         if self.mask is not None:
-            masks = torch.sigmoid(self.mask(x))  # (B*T, 1, h, w)
-            x = x * masks
+            masks = torch.sigmoid(self.mask(x if grid is None else torch.cat([x, grid], 1)))
+            x = x * masks  # (B*T, C, h, w) * (B*T, 1, h, w)
         else:
             masks = x.new_ones(b * t, 1, h, w)
+        scores = (self.scorer(self._pool(x.reshape(b, t, *x.shape[1:]),
+                                         masks.reshape(b, t, 1, h, w)))
+                  if self.scorer is not None else None)
+        if grid is not None and isinstance(self.recurrent, ConvLSTM):
+            x = torch.cat([x, grid], 1)
         x = x.reshape(b, t, *x.shape[1:])
+        masks = masks.reshape(b, t, 1, h, w)
         if isinstance(self.recurrent, ConvLSTM):
-            pooled = self.recurrent(x).mean(dim=(3, 4))
-        elif self.recurrent is not None:
-            pooled, _ = self.recurrent(x.mean(dim=(3, 4)))
+            states = self.recurrent(x)  # (B, T, hidden, h, w)
+            if cfg.temporal_input != "state":
+                states = _change(states, cfg.temporal_input == "rectified", dim=2)
+            pooled = self._pool(states, masks)
         else:
-            pooled = x.mean(dim=(3, 4))
+            if self.recurrent is not None:
+                pooled, _ = self.recurrent(self._pool(x, masks))
+            else:
+                pooled = self._pool(x, masks)
+            if cfg.temporal_input != "state":
+                pooled = _change(pooled, cfg.temporal_input == "rectified", dim=2)
         if self.attention is not None:
-            weights = torch.softmax(self.attention(pooled).squeeze(-1).float(), dim=1)
+            logits_t = self.attention(pooled).squeeze(-1)
+            if scores is not None:  # local evidence added to the paper's w . hbar_t + b
+                logits_t = logits_t + scores
+            weights = torch.softmax(logits_t.float(), dim=1)
         else:
             weights = pooled.new_full((b, t), 1.0 / t, dtype=torch.float32)
+        if cfg.attention_floor:
+            weights = (1 - cfg.attention_floor) * weights + cfg.attention_floor / t
         summary = (weights.to(pooled.dtype).unsqueeze(-1) * pooled).sum(dim=1)
         logits = self.classifier(summary)
         return NetOutput(logits, masks.reshape(b, t, h, w), weights)
+
+    def _pool(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, h, w) -> (B, T, C): the paper's spatial mean, or the mask-weighted mean."""
+        if self.config.spatial_pooling == "mean" or self.mask is None:
+            return x.mean(dim=(3, 4))
+        m = masks.to(x.dtype)
+        return (x * m).sum(dim=(3, 4)) / (m.sum(dim=(3, 4)) + _MASK_EPS)
+
+
+_MASK_EPS = 0.1  # a tenth of a cell: keeps the mask-weighted mean finite when M closes
+
+
+def _coordinates(x: torch.Tensor) -> torch.Tensor:
+    """CoordConv channels: x and y in [-1, 1] over the feature grid, (N, 2, h, w)."""
+    n, _, h, w = x.shape
+    ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, h, w)
+    return grid.unsqueeze(0).expand(n, -1, -1, -1)
+
+
+def _change(seq: torch.Tensor, rectified: bool = False, dim: int = 2) -> torch.Tensor:
+    """d_t = s_t - s_{t-1} along dim 1, with s_{-1} = s_0: the first frame shows no change.
+    `rectified`: [relu(d_t), relu(-d_t)] concatenated along `dim` (the channels).
+
+    Local evidence for *when*: a state that has accumulated the action stays high
+    after it, its change does not. Summed over an action that comes back to rest (a
+    pulse, a flash), signed changes cancel; their rectified parts add up."""
+    d = seq - torch.cat([seq[:, :1], seq[:, :-1]], dim=1)
+    return torch.cat([d.clamp_min(0), (-d).clamp_min(0)], dim=dim) if rectified else d
 
 
 class STAttentionNet(nn.Module):

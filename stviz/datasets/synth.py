@@ -66,11 +66,16 @@ import numpy as np
 from stviz.errors import StvizError
 from stviz.files import check_writable, write_json
 
-CLASSES: tuple[str, ...] = (
+MOTION_CLASSES: tuple[str, ...] = (
     "move_left", "move_right", "move_up", "move_down",
     "move_up_left", "move_up_right", "move_down_left", "move_down_right",
     "grow", "shrink",
 )
+ACTION_CLASSES: tuple[str, ...] = (
+    "move_left", "move_right", "move_up", "move_down",
+    "rotate", "pulse", "flash", "change_colour", "shake_horizontal", "shake_vertical",
+)
+CLASS_SETS: dict[str, tuple[str, ...]] = {"actions": ACTION_CLASSES, "motion": MOTION_CLASSES}
 SPLITS: tuple[str, ...] = ("train", "test")
 
 _TASK_CLIPS = 8  # clips per worker task: few enough to balance, enough to amortize IPC
@@ -104,14 +109,22 @@ class SynthConfig:
     size: int = 128
     fps: int = 16
     difficulty: str = "standard"
+    classes: str = "actions"  # a key of CLASS_SETS
 
     def __post_init__(self) -> None:
         if self.difficulty not in _LEVELS:
             raise StvizError(f"difficulty {self.difficulty!r} is unknown; "
                              f"choose one of {', '.join(_LEVELS)}")
+        if self.classes not in CLASS_SETS:
+            raise StvizError(f"class set {self.classes!r} is unknown; "
+                             f"choose one of {', '.join(CLASS_SETS)}")
         if self.frames < 8 or self.size < 32 or self.fps < 1:
             raise StvizError(f"frames={self.frames}, size={self.size}, fps={self.fps}: synthetic "
                              "clips need frames >= 8, size >= 32 and fps >= 1")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_SETS[self.classes]
 
 
 @dataclass
@@ -265,6 +278,104 @@ def _plan_motion(rng: np.random.Generator, name: str, progress: np.ndarray, size
     return np.broadcast_to(wh.astype(np.int64), corners.shape), corners
 
 
+@dataclass
+class _Pose:
+    """How a sprite is drawn on every frame: size before rotation, centre offset,
+    rotation (degrees, counter-clockwise as OpenCV counts) and flash (blend to white)."""
+
+    wh: np.ndarray  # (T, 2) float
+    offset: np.ndarray  # (T, 2) float, pixels
+    angle: np.ndarray  # (T,)
+    flash: np.ndarray  # (T,) in [0, 1]
+    hue: np.ndarray  # (T,) hue shift in turns
+
+    @classmethod
+    def still(cls, frames: int, wh: np.ndarray) -> _Pose:
+        return cls(np.broadcast_to(wh, (frames, 2)).astype(float), np.zeros((frames, 2)),
+                   np.zeros(frames), np.zeros(frames), np.zeros(frames))
+
+    def extent(self) -> np.ndarray:
+        """(T, 2) width and height of the rotated sprite's bounding box."""
+        rad = np.deg2rad(self.angle)
+        c, s = np.abs(np.cos(rad)), np.abs(np.sin(rad))
+        w, h = self.wh[:, 0], self.wh[:, 1]
+        return np.stack([w * c + h * s, w * s + h * c], 1)
+
+
+IN_PLACE_ACTIONS = ("rotate", "pulse", "flash", "change_colour", "shake_horizontal",
+                    "shake_vertical")
+
+
+def _act(rng: np.random.Generator, name: str, progress: np.ndarray, wh: np.ndarray,
+         size: int) -> _Pose:
+    """The pose of an in-place action over `progress` (0 before the window, 1 after).
+
+    Each action rests at both ends of its window: a rotation keeps its final angle and a
+    colour change its new colour; pulse, flash and shakes come back to the rest pose, so
+    only the window shows them. A rotation turns either way (90-150 degrees): which way
+    is not a class, since frozen 7x7 ImageNet features barely tell the two apart.
+    """
+    pose = _Pose.still(len(progress), wh)
+    envelope = np.sin(np.pi * progress)
+    if name == "rotate":
+        pose.angle = progress * rng.uniform(90, 150) * rng.choice((-1, 1))
+    elif name == "change_colour":
+        pose.hue = progress * rng.uniform(0.3, 0.7)
+    elif name == "pulse":
+        pose.wh = pose.wh * (1 + rng.uniform(0.6, 0.8) * envelope)[:, None]
+    elif name == "flash":
+        pose.flash = rng.uniform(0.7, 0.9) * envelope
+    elif name in ("shake_horizontal", "shake_vertical"):
+        # One and a half periods: slow enough to survive sampling every other frame.
+        swing = rng.uniform(0.09, 0.13) * size * np.sin(3 * np.pi * progress)
+        pose.offset[:, 0 if name == "shake_horizontal" else 1] = swing
+    else:
+        raise ValueError(f"{name!r} is not an in-place action")
+    return pose
+
+
+def _plan_in_place(rng: np.random.Generator, name: str, progress: np.ndarray, size: int,
+                   margin: int) -> tuple[_Pose, np.ndarray]:
+    """The actor's pose and its fixed centre, so that it stays `margin` px inside the frame."""
+    aspect = math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+    low, high = (0.05, 0.08) if name == "pulse" else (0.08, 0.16)
+    while True:  # rejection sampling, so every class keeps the whole action in the frame
+        area = rng.uniform(low, high)
+        wh = np.array([math.sqrt(area * aspect), math.sqrt(area / aspect)]) * size
+        pose = _act(rng, name, progress, wh, size)
+        half = pose.extent() / 2
+        lo = (margin + half - pose.offset).max(0)
+        hi = (size - margin - half - pose.offset).min(0)
+        if (lo <= hi).all():
+            return pose, lo + rng.random(2) * (hi - lo)
+
+
+def _transform(sprite: _Sprite, angle: float, flash: float, crisp: bool,
+               hue: float = 0.0) -> _Sprite:
+    """Rotate a sprite about its centre (into a patch that holds it whole), shift its hue
+    by `hue` turns and flash it."""
+    rgb, alpha = sprite.rgb, sprite.alpha
+    if hue:
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
+        hsv[..., 0] += np.uint8(round(hue * 256) % 256)  # wraps around: hue is circular
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
+    if angle:
+        h, w = alpha.shape
+        rad = math.radians(angle)
+        c, s = abs(math.cos(rad)), abs(math.sin(rad))
+        pw, ph = math.ceil(w * c + h * s) + 2, math.ceil(w * s + h * c) + 2
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        m[:, 2] += ((pw - w) / 2, (ph - h) / 2)
+        interp = cv2.INTER_NEAREST if crisp else cv2.INTER_LINEAR
+        rgb = cv2.warpAffine(rgb, m, (pw, ph), flags=interp)
+        alpha = cv2.warpAffine(alpha, m, (pw, ph), flags=interp)
+    if flash:
+        rgb = (rgb + (255.0 - rgb) * flash).astype(np.uint8)
+    if alpha is sprite.alpha and rgb is sprite.rgb:  # nothing to do
+        return sprite
+    return _Sprite(rgb, alpha, _tight_box(alpha > 0))
+
+
 # ---------------------------------------------------------------- the scene
 
 def _background(rng: np.random.Generator, side: int) -> np.ndarray:
@@ -295,6 +406,31 @@ def _blob(rng: np.random.Generator, size: int) -> _Sprite:
     colour = _colour(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.3, 1.0))
     rgb = np.clip(colour * shade[..., None], 0, 255).astype(np.uint8)
     return _Sprite(rgb, alpha.astype(np.float32), _tight_box(alpha > 0))
+
+
+def _distractor_act(rng: np.random.Generator, blob: _Sprite, frames: int,
+                    size: int) -> _Pose | None:
+    """Three distractors in four perform one in-place action, at a time of their own,
+    so that attending to everything gives conflicting evidence."""
+    if rng.random() >= 0.75:
+        return None
+    name = str(rng.choice(IN_PLACE_ACTIONS))
+    length = int(rng.integers(math.ceil(0.3 * frames), math.floor(0.6 * frames) + 1))
+    start = int(rng.integers(1, frames - length + 1))
+    progress = np.clip((np.arange(frames) - start + 1) / length, 0.0, 1.0)
+    h, w = blob.alpha.shape
+    return _act(rng, name, progress, np.array([w, h], float), size)
+
+
+def _posed_blob(blob: _Sprite, pose: _Pose, t: int) -> _Sprite:
+    """A distractor as its action shows it on frame t (smooth resampling: blobs are soft)."""
+    w, h = (max(1, round(v)) for v in pose.wh[t])
+    if (h, w) != blob.alpha.shape:
+        blob = _Sprite(cv2.resize(blob.rgb, (w, h), interpolation=cv2.INTER_LINEAR),
+                       cv2.resize(blob.alpha, (w, h), interpolation=cv2.INTER_LINEAR),
+                       (0, 0, w, h))
+    return _transform(blob, float(pose.angle[t]), float(pose.flash[t]), crisp=False,
+                      hue=float(pose.hue[t]))
 
 
 def _random_walks(rng: np.random.Generator, n: int, frames: int, size: int) -> np.ndarray:
@@ -367,9 +503,11 @@ class _Scene:
     fixed: np.ndarray  # (H, W, 3) int16 fixed-pattern sensor noise
     planes: np.ndarray  # (2, H + 8, W + 8, 3) int16 per-frame sensor noise
     picks: np.ndarray  # (T, 3) noise plane and crop offset per frame
+    acts: list[_Pose | None] = field(default_factory=list)  # per blob: its action, if any
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, level: _Level, frames: int, size: int) -> _Scene:
+    def draw(cls, rng: np.random.Generator, level: _Level, frames: int, size: int,
+             acting: bool = False) -> _Scene:
         pad = math.ceil(level.pan * size / 2)
         canvas = _background(rng, size + 2 * pad)
         heading = rng.uniform(0, 2 * np.pi)
@@ -384,8 +522,10 @@ class _Scene:
         # as good as fresh noise at this scale, and far cheaper to draw.
         planes = rng.standard_normal((2, size + 8, size + 8, 3), np.float32) * level.frame_noise
         picks = rng.integers(0, (2, 9, 9), (frames, 3))
+        acts = [_distractor_act(rng, blob, frames, size) for blob in blobs] if acting else []
         return cls(canvas, pad, pan.astype(np.int64), blobs, walks, occluder,
-                   np.rint(fixed).astype(np.int16), np.rint(planes).astype(np.int16), picks)
+                   np.rint(fixed).astype(np.int16), np.rint(planes).astype(np.int16), picks,
+                   acts)
 
     def behind(self, frame: np.ndarray, t: int) -> None:
         """Paint the background and the distractors of frame t."""
@@ -393,7 +533,11 @@ class _Scene:
         px, py = (int(v) for v in self.pan[t])
         top, left = self.pad - py, self.pad - px
         frame[:] = self.canvas[top:top + size, left:left + size]
-        for blob, (cx, cy) in zip(self.blobs, self.walks[t]):
+        for i, (blob, (cx, cy)) in enumerate(zip(self.blobs, self.walks[t])):
+            act = self.acts[i] if self.acts else None
+            if act is not None:
+                blob = _posed_blob(blob, act, t)
+                cx, cy = cx + act.offset[t, 0], cy + act.offset[t, 1]
             h, w = blob.alpha.shape
             _blend(frame, blob, round(cx - w / 2) + px, round(cy - h / 2) + py)
 
@@ -408,14 +552,17 @@ class _Scene:
 
 def render_clip(seed: np.random.SeedSequence | np.random.Generator | int, label: int,
                 cfg: SynthConfig) -> SynthClip:
-    """Render one clip of class `CLASSES[label]`; the same seed always gives the same clip."""
-    if not 0 <= label < len(CLASSES):
-        raise ValueError(f"label {label} is outside 0..{len(CLASSES) - 1}")
+    """Render one clip of class `cfg.class_names[label]`; the same seed always gives the
+    same clip."""
+    names = cfg.class_names
+    if not 0 <= label < len(names):
+        raise ValueError(f"label {label} is outside 0..{len(names) - 1}")
     n_t, size = cfg.frames, cfg.size
     # Separate streams, so that the label changes the actor's motion and nothing else.
     scene_rng, actor_rng, motion_rng = (
         np.random.default_rng(s) for s in np.random.default_rng(seed).integers(0, 2**63, 3))
-    scene = _Scene.draw(scene_rng, _LEVELS[cfg.difficulty], n_t, size)
+    scene = _Scene.draw(scene_rng, _LEVELS[cfg.difficulty], n_t, size,
+                        acting=cfg.classes != "motion")
 
     length = int(actor_rng.integers(math.ceil(0.3 * n_t), math.floor(0.6 * n_t) + 1))
     start = int(actor_rng.integers(1, n_t - length + 1))  # frame 0 always shows the rest pose
@@ -423,21 +570,34 @@ def render_clip(seed: np.random.SeedSequence | np.random.Generator | int, label:
     look = _Look.draw(actor_rng)
     jitter = actor_rng.integers(-1, 2, (n_t, 2))
     margin = 2 + scene.pad  # one pixel for jitter, one for rounding, then the pan
-    wh, corners = _plan_motion(motion_rng, CLASSES[label], progress, size, margin)
-    corners = corners + jitter + scene.pan
+    name = names[label]
+    if name in IN_PLACE_ACTIONS:
+        pose, centre = _plan_in_place(motion_rng, name, progress, size, margin)
+    else:
+        wh, corners = _plan_motion(motion_rng, name, progress, size, margin)
+        pose, centre = _Pose.still(n_t, wh[0]), np.zeros(2)
+        pose.wh = wh.astype(float)
+        pose.offset = corners + wh / 2
 
-    sprites: dict[tuple[int, int], _Sprite] = {}
+    sprites: dict[tuple[int, int, float, float, float], _Sprite] = {}
     frames = np.empty((n_t, size, size, 3), np.uint8)
     boxes = np.empty((n_t, 4), np.int64)
     for t in range(n_t):
-        key = (int(wh[t, 0]), int(wh[t, 1]))
+        w, h = (round(float(v)) for v in pose.wh[t])
+        key = (w, h, round(float(pose.angle[t]), 1), round(float(pose.flash[t]), 2),
+               round(float(pose.hue[t]), 3))
         if key not in sprites:
-            sprites[key] = look.sprite(*key)
-        x, y = (int(v) for v in corners[t])
+            sprites[key] = _transform(look.sprite(w, h), key[2], key[3], crisp=True,
+                                      hue=key[4])
+        sprite = sprites[key]
+        ph, pw = sprite.alpha.shape
+        cx, cy = centre + pose.offset[t]
+        x = round(float(cx) - pw / 2) + int(jitter[t, 0] + scene.pan[t, 0])
+        y = round(float(cy) - ph / 2) + int(jitter[t, 1] + scene.pan[t, 1])
         scene.behind(frames[t], t)
-        _blend(frames[t], sprites[key], x, y)
+        _blend(frames[t], sprite, x, y)
         scene.in_front(frames[t], t)
-        boxes[t] = np.add(sprites[key].box, (x, y, x, y))
+        boxes[t] = np.add(sprite.box, (x, y, x, y))
     return SynthClip(frames, boxes, (start, start + length), label)
 
 
@@ -449,13 +609,13 @@ def clip_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), index, 0))
 
 
-def clip_label(seed: int, split: str, index: int) -> int:
-    """Labels cycle through the classes in blocks of len(CLASSES), each block shuffled:
+def clip_label(seed: int, split: str, index: int, classes: int = len(ACTION_CLASSES)) -> int:
+    """Labels cycle through the `classes` classes in blocks, each block shuffled:
     balanced for any count, and a prefix of a larger set is the smaller set."""
-    block, pos = divmod(index, len(CLASSES))
+    block, pos = divmod(index, classes)
     key = (SPLITS.index(split), block, 1)
     order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
-    return int(order.permutation(len(CLASSES))[pos])
+    return int(order.permutation(classes)[pos])
 
 
 def _make_videos(out: Path, seed: int, cfg: SynthConfig,
@@ -465,14 +625,14 @@ def _make_videos(out: Path, seed: int, cfg: SynthConfig,
 
     records = []
     for split, index in jobs:
-        label = clip_label(seed, split, index)
+        label = clip_label(seed, split, index, len(cfg.class_names))
         clip = render_clip(clip_seed(seed, split, index), label, cfg)
         vid = f"{split}_{index:05d}"
         rel = f"videos/{vid}.mp4"
         # An OUT without annotations.json is an interrupted run: its videos may be replaced.
         write_video(out / rel, clip.frames, cfg.fps, overwrite=True)
         records.append({"id": vid, "path": rel, "split": split, "label": label,
-                        "class": CLASSES[label], "frames": cfg.frames, "fps": cfg.fps,
+                        "class": cfg.class_names[label], "frames": cfg.frames, "fps": cfg.fps,
                         "width": cfg.size, "height": cfg.size, "segment": list(clip.segment),
                         "boxes": clip.boxes.tolist()})
     return records
@@ -528,6 +688,6 @@ def generate(out: Path, n_train: int, n_test: int, seed: int, cfg: SynthConfig =
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return write_json(annotations, {
-        "format": "stviz-synth", "version": 1, "classes": list(CLASSES), "seed": seed,
-        "difficulty": cfg.difficulty, "frames": cfg.frames, "size": cfg.size, "fps": cfg.fps,
-        "videos": records}, overwrite=True)
+        "format": "stviz-synth", "version": 1, "class_set": cfg.classes,
+        "classes": list(cfg.class_names), "seed": seed, "difficulty": cfg.difficulty,
+        "frames": cfg.frames, "size": cfg.size, "fps": cfg.fps, "videos": records}, overwrite=True)

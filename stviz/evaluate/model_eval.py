@@ -6,8 +6,12 @@ where the data set carries `stviz synth` ground truth, also how well the model's
 
 - `attention_mass_in_segment`: the share of the temporal weight mass (beta) on
   sampled frames inside the action window, averaged over videos;
+- `attention_temporal_ap`: the average precision of beta as a ranking of the sampled
+  frames, inside the window against outside (videos with frames on both sides);
 - `mask_argmax_in_box`: the share of sampled action frames whose mask maximum
-  (upsampled to the frame) lies inside the actor's box (pointing game, 0 px).
+  (upsampled to the frame) lies inside the actor's box (pointing game, 0 px);
+- `attention_pointing_game`: the pointing game of `stviz localize-eval` (15 px
+  tolerance, every sampled frame with a box).
 
 With a frozen backbone, features come from the same on-disk cache `stviz train`
 uses, so evaluating several models on one test set decodes each video once.
@@ -31,7 +35,7 @@ from stviz.datasets.readers import VideoItem, open_dataset
 from stviz.errors import StvizError, warn
 from stviz.evaluate.classification import accuracy, confusion_matrix, per_class_accuracy
 from stviz.evaluate.spatial import pointing_game
-from stviz.evaluate.temporal import mass_in_segment
+from stviz.evaluate.temporal import mass_in_segment, temporal_ap
 from stviz.video import probe, read_frames, uniform_indices
 
 Progress = Callable[[int, int], None]
@@ -149,19 +153,27 @@ def _attention_localization(model: AttentionModel, items: list[VideoItem],
     from stviz.datasets.annotations import load_annotations
 
     truth = load_annotations(root / "annotations.json").videos
-    mass, hits = [], []
+    mass, ap, hits, points = [], [], [], []
     for item, out in zip(items, outputs):
         gt = truth.get(item.id)
         if gt is None or gt.frames is None:
             continue
         indices = uniform_indices(gt.frames, model.spec.frames)
         inside = gt.frame_mask(indices)
-        mass.append(float(mass_in_segment(out.weights[0].numpy(), inside)))
+        beta = out.weights[0].numpy().astype(np.float64)
+        mass.append(float(mass_in_segment(beta, inside)))
+        if inside.any() and not inside.all():
+            ap.append(float(temporal_ap(beta, inside)))
         if model.spec.network.use_mask and inside.any():
-            maps = out.masks[0].numpy()[inside]
-            hits.append(pointing_game(maps, gt.boxes_at(indices[inside]), tolerance=0,
-                                      frame_size=(gt.height, gt.width)))
+            size = (gt.height, gt.width)
+            maps = out.masks[0].numpy()
+            hits.append(pointing_game(maps[inside], gt.boxes_at(indices[inside]), tolerance=0,
+                                      frame_size=size))
+            points.append(pointing_game(maps, gt.boxes_at(indices), frame_size=size))
     result = {"attention_mass_in_segment": float(np.nanmean(mass))} if mass else {}
+    if ap:
+        result["attention_temporal_ap"] = float(np.mean(ap))
     if hits:
         result["mask_argmax_in_box"] = float(np.nanmean(np.concatenate(hits)))
+        result["attention_pointing_game"] = float(np.nanmean(np.concatenate(points)))
     return result

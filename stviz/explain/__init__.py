@@ -1,6 +1,6 @@
 """Explanations: one result type, one classifier view, methods behind one interface.
 
-    clf = load_classifier("synth10-lite0")    # or from_module(...), load_classifier(f, arch)
+    clf = load_classifier("actions10-lite0")    # or from_module(...), load_classifier(f, arch)
     expl = explain_video(clf, "clip.mp4", method="gradcam")
     expls = compare_methods(clf, "clip.mp4", ["gradcam", "ig"])
     table = agreement_table(expls)
