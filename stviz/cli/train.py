@@ -137,9 +137,9 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
           lambda_unimodal: float, no_mask: bool, pooling: str, recurrent: str,
           reference_widths: bool, spatial_pooling: str, temporal_input: str,
           attention_window: int, attention_floor: float, coords: bool, lambda_area: float,
-          area_target: float, lambda_tv_time: float, split: str, val_fraction: float, finetune_backbone: bool,
-          seed: int, no_amp: bool, cache_dir: Path, resume: bool, overwrite: bool,
-          settings: Settings) -> None:
+          area_target: float, lambda_tv_time: float, split: str, val_fraction: float,
+          finetune_backbone: bool, seed: int, no_amp: bool, cache_dir: Path, resume: bool,
+          overwrite: bool, settings: Settings) -> None:
     """Train the spatio-temporal attention network from class labels only.
 
     DATASET is a `stviz synth` folder, a folder per class (with UCF101 or HMDB51
