@@ -6,7 +6,7 @@ STVIZ := $(VENV)/bin/stviz
 STAMP := $(VENV)/.stviz-installed
 DATA ?= .stviz-data
 MODEL := models/actions10-lite0
-DEMO_CLIP := examples/synth/videos/test_00001.mp4
+DEMO_CLIP := examples/synth/videos/test_00003.mp4
 
 .PHONY: install demo test lint model bench clean
 

@@ -42,6 +42,12 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs a finished or interrupted run recorded (0 when there is none)."""
+    metrics = run_dir / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", required=True)
@@ -57,7 +63,7 @@ def main() -> None:
     table = []
     for name in args.rows.split(","):
         run_dir = out / name
-        if not (run_dir / "config.json").is_file() or not (run_dir / "metrics.jsonl").is_file():
+        if _epochs_done(run_dir) < args.epochs:  # early stopping is off: all epochs or none
             run([stviz, "train", args.train, "--out", str(run_dir), "--overwrite", "--quiet",
                  "--lr", "1e-3", "--epochs", str(args.epochs), "--patience", str(args.epochs),
                  "--seed", "0", "--cache-dir", args.cache_dir, *ROWS[name]])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stviz.datasets.readers import VideoItem, check_videos, open_dataset
-from stviz.datasets.synth import CLASSES, SynthConfig, generate
+from stviz.datasets.synth import ACTION_CLASSES, SynthConfig, generate
 from stviz.errors import StvizError, StvizWarning
 
 
@@ -136,7 +136,7 @@ def test_synth_layout(tmp_path: Path) -> None:
     generate(tmp_path, 4, 2, seed=0, cfg=SynthConfig(frames=8, size=32, fps=8), workers=1)
     for where in (tmp_path, tmp_path / "annotations.json"):
         ds = open_dataset(where)
-        assert ds.kind == "synth" and ds.classes == list(CLASSES) and ds.root == tmp_path
+        assert ds.kind == "synth" and ds.classes == list(ACTION_CLASSES) and ds.root == tmp_path
         assert _ids(ds.split("test")) == ["test_00000", "test_00001"]
         assert all(item.path.is_file() for item in ds.items)
     good, bad = check_videos(ds.items)

@@ -93,11 +93,13 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
               help="Beyond the paper. How hbar_t pools the hidden state over space: the "
                    "paper's plain mean, or the mask-weighted mean sum(M h) / sum(M), so that "
                    "only what the mask selects reaches the classifier, however small the mask.")
-@click.option("--temporal-input", type=click.Choice(["state", "delta"]), default="state",
-              show_default=True,
+@click.option("--temporal-input", type=click.Choice(["state", "delta", "rectified"]),
+              default="state", show_default=True,
               help="Beyond the paper. What temporal attention weighs and the classifier sums: "
-                   "the paper's hidden state h_t, or its change h_t - h_{t-1}, which is large "
-                   "while the action happens and not after it.")
+                   "the paper's hidden state h_t; its change d_t = h_t - h_{t-1}, which is "
+                   "large while the action happens and not after it; or [relu(d_t), "
+                   "relu(-d_t)], whose sum over an action that returns to rest (a pulse) "
+                   "does not cancel out.")
 @click.option("--attention-window", type=click.IntRange(min=0), default=0, show_default=True,
               help="Beyond the paper. Score temporal attention from this many frames (odd) of "
                    "mask-pooled input features centred on each frame, a small 1-D "
@@ -148,6 +150,12 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
     paper" add what makes the attention localize (see the model card of the
     default model for what each one buys). For several GPUs or nodes run it under
     torchrun: `torchrun --nproc_per_node 4 -m stviz train DATASET --out DIR`.
+
+    \b
+    The default model's recipe (`make model`):
+      stviz train DATA --out DIR --lr 1e-3 --epochs 60 --patience 12 \\
+        --spatial-pooling mask --temporal-input delta \\
+        --lambda-area 0.3 --area-target 0.15
     """
     from stviz.core.losses import LossWeights
     from stviz.train import TrainConfig
