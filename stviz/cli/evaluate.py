@@ -223,7 +223,8 @@ def evaluate(dataset: Path, model: str | None, split: str, out_dir: Path | None,
     table.add_row("[bold]all[/]", f"[bold]{report['accuracy']:.3f}[/]")
     if not settings.quiet:
         out.print(table)
-        for key in ("attention_mass_in_segment", "mask_argmax_in_box"):
+        for key in ("attention_pointing_game", "mask_argmax_in_box", "attention_mass_in_segment",
+                    "attention_temporal_ap"):
             if key in report:
                 out.print(f"{key}: {report[key]:.3f}")
     settings.say("wrote " + ", ".join(str(p) for p in written))
