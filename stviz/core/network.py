@@ -185,7 +185,7 @@ class AttentionHead(nn.Module):
         if isinstance(self.recurrent, ConvLSTM):
             states = self.recurrent(x)  # (B, T, hidden, h, w)
             if cfg.temporal_input != "state":
-                states = _change(states, cfg.temporal_input == "rectified", dim=2)
+                states = _change(states, cfg.temporal_input == "rectified")
             pooled = self._pool(states, masks)
         else:
             if self.recurrent is not None:
@@ -193,7 +193,7 @@ class AttentionHead(nn.Module):
             else:
                 pooled = self._pool(x, masks)
             if cfg.temporal_input != "state":
-                pooled = _change(pooled, cfg.temporal_input == "rectified", dim=2)
+                pooled = _change(pooled, cfg.temporal_input == "rectified")
         if self.attention is not None:
             logits_t = self.attention(pooled).squeeze(-1)
             if scores is not None:  # local evidence added to the paper's w . hbar_t + b
@@ -227,15 +227,15 @@ def _coordinates(x: torch.Tensor) -> torch.Tensor:
     return grid.unsqueeze(0).expand(n, -1, -1, -1)
 
 
-def _change(seq: torch.Tensor, rectified: bool = False, dim: int = 2) -> torch.Tensor:
+def _change(seq: torch.Tensor, rectified: bool = False) -> torch.Tensor:
     """d_t = s_t - s_{t-1} along dim 1, with s_{-1} = s_0: the first frame shows no change.
-    `rectified`: [relu(d_t), relu(-d_t)] concatenated along `dim` (the channels).
+    `rectified`: [relu(d_t), relu(-d_t)] concatenated along the channels (dim 2).
 
     Local evidence for *when*: a state that has accumulated the action stays high
     after it, its change does not. Summed over an action that comes back to rest (a
     pulse, a flash), signed changes cancel; their rectified parts add up."""
     d = seq - torch.cat([seq[:, :1], seq[:, :-1]], dim=1)
-    return torch.cat([d.clamp_min(0), (-d).clamp_min(0)], dim=dim) if rectified else d
+    return torch.cat([d.clamp_min(0), (-d).clamp_min(0)], dim=2) if rectified else d
 
 
 class STAttentionNet(nn.Module):

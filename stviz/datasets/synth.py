@@ -408,6 +408,14 @@ def _blob(rng: np.random.Generator, size: int) -> _Sprite:
     return _Sprite(rgb, alpha.astype(np.float32), _tight_box(alpha > 0))
 
 
+def _action_window(rng: np.random.Generator, frames: int) -> tuple[int, int, np.ndarray]:
+    """An action window [start, start + length), 30-60% of the clip with start >= 1 (frame
+    0 shows the rest pose), and the action's progress per frame: 0 before, 1 after."""
+    length = int(rng.integers(math.ceil(0.3 * frames), math.floor(0.6 * frames) + 1))
+    start = int(rng.integers(1, frames - length + 1))
+    return start, length, np.clip((np.arange(frames) - start + 1) / length, 0.0, 1.0)
+
+
 def _distractor_act(rng: np.random.Generator, blob: _Sprite, frames: int,
                     size: int) -> _Pose | None:
     """Three distractors in four perform one in-place action, at a time of their own,
@@ -415,9 +423,7 @@ def _distractor_act(rng: np.random.Generator, blob: _Sprite, frames: int,
     if rng.random() >= 0.75:
         return None
     name = str(rng.choice(IN_PLACE_ACTIONS))
-    length = int(rng.integers(math.ceil(0.3 * frames), math.floor(0.6 * frames) + 1))
-    start = int(rng.integers(1, frames - length + 1))
-    progress = np.clip((np.arange(frames) - start + 1) / length, 0.0, 1.0)
+    _, _, progress = _action_window(rng, frames)
     h, w = blob.alpha.shape
     return _act(rng, name, progress, np.array([w, h], float), size)
 
@@ -564,9 +570,7 @@ def render_clip(seed: np.random.SeedSequence | np.random.Generator | int, label:
     scene = _Scene.draw(scene_rng, _LEVELS[cfg.difficulty], n_t, size,
                         acting=cfg.classes != "motion")
 
-    length = int(actor_rng.integers(math.ceil(0.3 * n_t), math.floor(0.6 * n_t) + 1))
-    start = int(actor_rng.integers(1, n_t - length + 1))  # frame 0 always shows the rest pose
-    progress = np.clip((np.arange(n_t) - start + 1) / length, 0.0, 1.0)
+    start, length, progress = _action_window(actor_rng, n_t)
     look = _Look.draw(actor_rng)
     jitter = actor_rng.integers(-1, 2, (n_t, 2))
     margin = 2 + scene.pad  # one pixel for jitter, one for rounding, then the pan
@@ -575,8 +579,7 @@ def render_clip(seed: np.random.SeedSequence | np.random.Generator | int, label:
         pose, centre = _plan_in_place(motion_rng, name, progress, size, margin)
     else:
         wh, corners = _plan_motion(motion_rng, name, progress, size, margin)
-        pose, centre = _Pose.still(n_t, wh[0]), np.zeros(2)
-        pose.wh = wh.astype(float)
+        pose, centre = _Pose.still(n_t, wh), np.zeros(2)
         pose.offset = corners + wh / 2
 
     sprites: dict[tuple[int, int, float, float, float], _Sprite] = {}
