@@ -2,7 +2,7 @@
 Playwright's Python package and no browser download. Used by the browser tests, and
 to take the README's screenshots from real output:
 
-    python tests/browser.py stviz-out/clip/report.html docs/report-compare.png
+    python tests/browser.py stviz-out/clip/report.html docs/report-compare.png --small
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ class Page:
         self.page.close()
 
 
-def screenshot(path: Path, png: Path, full_page: bool = False) -> Path:
+def screenshot(path: Path, png: Path, full_page: bool = False, small: bool = False) -> Path:
     """A PNG of the page at `path`; a video page shown at the most relevant frame of its
-    first method."""
+    first method. `small`: at 3/4 size in 256 colours (for the README)."""
     with browser() as b:
         page = Page(b, path)
         if page.page.query_selector("#video"):
@@ -86,8 +86,15 @@ def screenshot(path: Path, png: Path, full_page: bool = False) -> Path:
             page.page.wait_for_timeout(300)
         png.parent.mkdir(parents=True, exist_ok=True)
         page.page.screenshot(path=str(png), full_page=full_page)
+    if small:
+        from PIL import Image
+
+        image = Image.open(png).convert("RGB")
+        image = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS)
+        image.quantize(256, method=Image.Quantize.FASTOCTREE).save(png, optimize=True)
     return png
 
 
 if __name__ == "__main__":
-    screenshot(Path(sys.argv[1]), Path(sys.argv[2]), full_page="--full" in sys.argv)
+    screenshot(Path(sys.argv[1]), Path(sys.argv[2]), full_page="--full" in sys.argv,
+               small="--small" in sys.argv)

@@ -295,7 +295,7 @@ def _say_end(result: Any, labels: dict[str, str]) -> None:
     if result.files:
         folder = result.files[0].parent
         out.print(f"[bold]wrote[/] {escape(str(folder))}/: "
-                  + ", ".join(escape(p.name) for p in result.files))
+                  + ", ".join(escape(str(p.relative_to(folder))) for p in result.files))
     if result.bundled_synthetic:
         from stviz.core.checkpoint import DEFAULT_MODEL
 
