@@ -15,7 +15,7 @@ import click
 from rich.markup import escape
 
 from stviz import __version__
-from stviz.cli import evaluate, explain, info, train
+from stviz.cli import evaluate, explain, info, report, train
 from stviz.cli.common import err, show_warning
 from stviz.errors import StvizError
 
@@ -32,11 +32,13 @@ def cli() -> None:
       stviz compare VIDEO            its attention beside Grad-CAM & co., and how they agree
       stviz models                   the checkpoints it can use
       stviz localize-eval DATASET    which method localizes the action best, in numbers
+      stviz report DIR               an output folder as one interactive HTML page
     """
 
 
 for _command in (info.info, info.models, explain.explain, explain.compare, train.synth,
-                 train.train, evaluate.evaluate, evaluate.annotations, evaluate.localize_eval):
+                 train.train, evaluate.evaluate, evaluate.annotations, evaluate.localize_eval,
+                 report.report):
     cli.add_command(_command)
 
 

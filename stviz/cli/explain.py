@@ -33,6 +33,10 @@ PEAKS = 3
 
 _SHARED = ("model", "target", "frames", "out_dir", "formats", "annotations", "cmap", "alpha",
            "overwrite", "arch", "layout", "layer", "classes", "input_size")
+HTML_HELP = ("Also write report.html: one self-contained page (no network, opens from "
+             "file://) with the video, the heatmap following the playhead, an opacity slider, "
+             "the temporal curves (click to seek), ground truth, prediction and runtimes. "
+             "Rebuild it later with `stviz report DIR`.")
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,7 +55,8 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                                         "name without extension>]."),
         click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True,
                      metavar="LIST", help="Comma-separated: mp4 and/or gif (the video), png "
-                                          "(figures), json (numbers)."),
+                                          "(figures), json (numbers), html (as --html)."),
+        click.option("--html", is_flag=True, help=HTML_HELP),
         click.option("--annotations", type=click.Path(path_type=Path), default=None,
                      metavar="FILE", help="Ground truth to draw: boxes in the key frames, "
                      "segments shaded over time. Any format `stviz` reads (synth "
@@ -86,6 +91,8 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         shared = {name: kwargs.pop(name) for name in _SHARED}
         shared["out"] = shared.pop("out_dir") or api.default_out_dir(kwargs["video"])
+        if kwargs.pop("html"):
+            shared["formats"] += ",html"
         return fn(*args, shared=shared, **kwargs)
 
     return functools.reduce(lambda f, option: option(f), reversed(options), bundle)
@@ -115,8 +122,9 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
     Writes, into --out: overlay.mp4 (the heatmap over every frame at the video's
     fps, with a relevance timeline), temporal.png (relevance over time with key
     frames), keyframes.png (the most relevant frames), explanation.json (prediction,
-    peak frames, settings) and explanation.npz (the maps and curves), and prints
-    the prediction, the peak frames and the timings. Existing files are never
+    peak frames, settings) and explanation.npz (the maps and curves), with --html
+    report.html (all of it in one interactive page), and prints the prediction, the
+    peak frames and the timings. Existing files are never
     replaced without --overwrite.
 
     \b
@@ -125,7 +133,7 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
       stviz explain clip.mp4 --method gradcam --target jump --format mp4,gif
       stviz explain clip.mp4 --method ig --param steps=64
       stviz explain clip.mp4 --dense --window 16 --stride 4 --out runs/clip
-      stviz explain clip.mp4 --model runs/my-model --annotations annotations.json
+      stviz explain clip.mp4 --model runs/my-model --annotations annotations.json --html
       stviz explain clip.mp4 --model r3d.pt --arch r3d_18 --method gradcam
     """
     from stviz import api
@@ -168,12 +176,15 @@ def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
     curves ("when") and IoU of the top-15% spatial regions ("where"), averaged over
     frames. Writes, into --out: compare.mp4 (the methods side by side on every
     frame), compare.png (their maps on the key frames, and their curves) and
-    compare.json (each method's seconds and curve, and the pairwise agreement).
+    compare.json (each method's seconds and curve, and the pairwise agreement); with
+    --html report.html, one page to switch between the methods' heatmaps on the
+    playing video (their maps are kept in methods/ to rebuild it).
 
     \b
     Examples:
       stviz compare clip.mp4 --baseline gradcam --baseline ig
       stviz compare clip.mp4 -b gradcam,saliency,occlusion --format png,json
+      stviz compare clip.mp4 -b gradcam,saliency --html
       stviz compare clip.mp4 -b ig,smoothgrad -p ig.steps=16 -p smoothgrad.samples=4
     """
     from stviz import api
@@ -284,7 +295,7 @@ def _say_end(result: Any, labels: dict[str, str]) -> None:
     if result.files:
         folder = result.files[0].parent
         out.print(f"[bold]wrote[/] {escape(str(folder))}/: "
-                  + ", ".join(escape(p.name) for p in result.files))
+                  + ", ".join(escape(str(p.relative_to(folder))) for p in result.files))
     if result.bundled_synthetic:
         from stviz.core.checkpoint import DEFAULT_MODEL
 
