@@ -222,6 +222,8 @@ def test_input_change_attention_is_hand_computed_and_has_no_memory():
     head = AttentionHead(tiny_config(spatial_pooling="mask", attention_source="input-change"))
     head.eval()
     assert head.attention.in_features == 2 * 8
+    assert not head.attention.weight.any()  # starts uniform; give it a score to check
+    torch.nn.init.normal_(head.attention.weight)
     features = torch.randn(1, 6, 32, 3, 3)
     features[0, 3:] = features[0, 2]  # the clip stands still from frame 2 on
     out = head(features)
@@ -242,8 +244,8 @@ def test_input_change_attention_is_hand_computed_and_has_no_memory():
 
 def test_classifier_hidden_puts_a_nonlinearity_between_summary_and_logits():
     head = AttentionHead(tiny_config(classifier_hidden=16)).eval()
-    assert [type(m).__name__ for m in head.classifier] == ["Linear", "GELU", "Linear"]
-    assert head.classifier[0].in_features == 6 and head.classifier[2].out_features == 5
+    assert [type(m).__name__ for m in head.classifier] == ["LayerNorm", "Linear", "GELU", "Linear"]
+    assert head.classifier[1].in_features == 6 and head.classifier[3].out_features == 5
     out = head(torch.randn(2, 4, 32, 3, 3))
     assert out.logits.shape == (2, 5)
     with pytest.raises(ValueError, match="classifier_hidden"):

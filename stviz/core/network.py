@@ -58,9 +58,10 @@ class NetworkConfig:
     attention_source: str = "recurrent"
     attention_window: int = 0  # k > 0: beta's score adds k frames of masked input around t
     attention_floor: float = 0.0  # beta = (1 - a) softmax + a / T: every frame trains the mask
-    # k > 0: the classifier is Linear-GELU-Linear with k hidden units instead of one Linear:
-    # a sum of rectified changes tells "up then down" (flash) from "up" (a colour change)
-    # only through a nonlinearity
+    # k > 0: the classifier is LayerNorm-Linear-GELU-Linear with k hidden units instead of
+    # one Linear: a sum of rectified changes tells "up then down" (a flash) from "up" (a
+    # colour change) only through a nonlinearity. The LayerNorm matters: summed changes
+    # start tiny, and without it the MLP never leaves chance
     classifier_hidden: int = 0
 
     def __post_init__(self) -> None:
@@ -183,10 +184,13 @@ class AttentionHead(nn.Module):
         self.attention = nn.Linear(c, 1) if config.pooling == "attention" else None
         if config.attention_source == "input-change":  # reads [relu(dx), relu(-dx)] instead
             self.attention = nn.Linear(2 * (config.reduce_channels or config.in_channels), 1)
+            # Start uniform: raw input changes are large, and a random score would fix beta
+            # on whatever changes most (distractors) before the classifier learns anything.
+            nn.init.zeros_(self.attention.weight)
         k = config.classifier_hidden
         n = config.num_classes
-        self.classifier = (nn.Sequential(nn.Linear(c, k), nn.GELU(), nn.Linear(k, n)) if k
-                           else nn.Linear(c, n))
+        self.classifier = (nn.Sequential(nn.LayerNorm(c), nn.Linear(c, k), nn.GELU(),
+                                         nn.Linear(k, n)) if k else nn.Linear(c, n))
 
     def forward(self, features: torch.Tensor) -> NetOutput:
         b, t, c, h, w = features.shape
