@@ -117,15 +117,16 @@ def load_classifier(model: Any = None, *, device: str = "auto", arch: str | None
                     classes: str | Path | None = None, frames: int | None = None,
                     input_size: int | None = None) -> Any:
     """A `VideoClassifier` to explain: `model` as loaded (an `AttentionModel` or a
-    `VideoClassifier`), or a stviz checkpoint folder/name (None: the bundled default), or
-    with `arch` a torchvision video state dict, or a TorchScript file (see
+    `VideoClassifier`), or a stviz checkpoint folder/name (None: the bundled default), or a
+    Hugging Face video transformer folder, or with `arch` a torchvision video state dict,
+    or a TorchScript file (see
     `stviz.explain.load_classifier` for `layout`, `classes`, `frames`, `input_size`)."""
     from stviz.explain import VideoClassifier, as_classifier
     from stviz.explain import load_classifier as load
 
     if isinstance(model, (VideoClassifier, AttentionModel)):
         return as_classifier(model)
-    return load(model, arch, layout=layout, classes=classes, frames=frames or 16,
+    return load(model, arch, layout=layout, classes=classes, frames=frames,
                 input_size=input_size, layer=layer, device=device)
 
 
