@@ -83,12 +83,15 @@ def get_method(name: str, **params: Any) -> Explainer:
 
 
 def _check_param(method: str, key: str, value: Any, kind: str) -> None:
-    """Method parameters are counts (int >= 1), amounts (float >= 0) or, where the type
-    allows None, "automatic"; anything else is a user error, not a Captum traceback."""
+    """Method parameters are counts (int >= 1), amounts (float >= 0), words (checked by
+    the method) or, where the type allows None, "automatic"; anything else is a user
+    error, not a Captum traceback."""
     if value is None:
         if "None" in kind:
             return
         problem = "needs a value"
+    elif isinstance(value, str) and kind.startswith(("int", "float")):
+        problem = "is not a number"
     elif kind.startswith("int"):
         ok = isinstance(value, (int, float)) and float(value).is_integer() and value >= 1
         problem = "" if ok else "must be a whole number >= 1"

@@ -167,6 +167,15 @@ class VideoClassifier(nn.Module):
         return self.stviz is not None
 
     @property
+    def own_attention(self) -> str | None:
+        """The method that reads the model's own attention, the reference `compare` puts
+        first: `attention` (stviz models), `attention-rollout` (transformers whose
+        attention matrices are readable), or None."""
+        if self.stviz is not None:
+            return "attention"
+        return "attention-rollout" if self.attention_source is not None else None
+
+    @property
     def may_have_rnn(self) -> bool:
         """Whether cuDNN must be off for backward passes: an nn.LSTM/GRU/RNN inside, or a
         TorchScript module, whose contents cannot be checked."""
