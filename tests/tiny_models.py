@@ -91,5 +91,6 @@ def tiny_hf(kind: str, folder, seed: int = 0, **overrides):
     config_class, own, model_class = configs[kind]
     torch.manual_seed(seed)
     model = model_class(config_class(**{**common, **own, **overrides})).eval()
+    transformers.logging.disable_progress_bar()  # keeps stderr to what stviz says
     model.save_pretrained(folder)
     return model
