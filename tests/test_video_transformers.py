@@ -384,3 +384,16 @@ def test_without_transformers_the_error_names_the_extra(hf, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers fails
     with pytest.raises(StvizError, match=r"pip install stviz\[transformers\]"):
         load_classifier(hf / "videomae", device="cpu")
+
+
+def test_localize_eval_scores_a_transformer(hf, tmp_path, capsys):
+    from stviz.datasets.synth import SynthConfig, generate
+
+    data = tmp_path / "data"
+    generate(data, 0, 2, seed=1, cfg=SynthConfig(frames=8, size=64), workers=1)
+    code, _, err = run(capsys, "localize-eval", data, "--model", hf / "timesformer",
+                       "--methods", "attention-rollout,gradcam", "--faithfulness-steps", "2",
+                       "--device", "cpu", "--out", tmp_path / "eval", "--quiet")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {"attention-rollout", "gradcam"} <= set(json.dumps(metrics).split('"'))
