@@ -117,15 +117,16 @@ def load_classifier(model: Any = None, *, device: str = "auto", arch: str | None
                     classes: str | Path | None = None, frames: int | None = None,
                     input_size: int | None = None) -> Any:
     """A `VideoClassifier` to explain: `model` as loaded (an `AttentionModel` or a
-    `VideoClassifier`), or a stviz checkpoint folder/name (None: the bundled default), or
-    with `arch` a torchvision video state dict, or a TorchScript file (see
+    `VideoClassifier`), or a stviz checkpoint folder/name (None: the bundled default), or a
+    Hugging Face video transformer folder, or with `arch` a torchvision video state dict,
+    or a TorchScript file (see
     `stviz.explain.load_classifier` for `layout`, `classes`, `frames`, `input_size`)."""
     from stviz.explain import VideoClassifier, as_classifier
     from stviz.explain import load_classifier as load
 
     if isinstance(model, (VideoClassifier, AttentionModel)):
         return as_classifier(model)
-    return load(model, arch, layout=layout, classes=classes, frames=frames or 16,
+    return load(model, arch, layout=layout, classes=classes, frames=frames,
                 input_size=input_size, layer=layer, device=device)
 
 
@@ -180,7 +181,8 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
             alpha: float = DEFAULT_ALPHA, overwrite: bool = False, device: str = "auto",
             progress: Any = None, params: dict[str, dict[str, Any]] | None = None,
             **load_options: Any) -> CompareResult:
-    """Explain `video` with the model's own attention (stviz models) and each baseline
+    """Explain `video` with the model's own attention (stviz models; attention rollout for
+    Hugging Face video transformers) and each baseline
     method on the same frames, and measure how much they agree: Spearman correlation of
     the temporal curves, IoU of the top-15% spatial regions, for every pair. With `out`,
     write compare.mp4/.gif, compare.png and compare.json there. Other arguments as in
@@ -195,7 +197,8 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
     fmts, record = _prepare("compare", video, out, formats, overwrite, annotations, cmap,
                             alpha)
     clf = load_classifier(model, device=device, frames=frames, **load_options)
-    names = list(dict.fromkeys((["attention"] if clf.is_stviz else []) + list(baselines)))
+    own = [clf.own_attention] if clf.own_attention is not None else []
+    names = list(dict.fromkeys(own + list(baselines)))
     if len(names) < 2:
         raise StvizError(f"compare needs two methods or more, got {', '.join(names) or 'none'}"
                          "; pass another --baseline (e.g. --baseline gradcam --baseline ig)")

@@ -100,9 +100,11 @@ def html_options(flag: bool = True) -> Callable[[Callable[..., Any]], Callable[.
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help=_FORMAT_HELP)
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True,
               metavar="M1,M2,...", help="Explanation methods, comma-separated: attention, "
-              "gradcam, guided-gradcam, saliency, smoothgrad, ig, occlusion, frame-ablation.")
+              "attention-rollout, gradcam, guided-gradcam, saliency, smoothgrad, ig, "
+              "occlusion, frame-ablation.")
 @click.option("--model", "-m", default=None, metavar="NAME|DIR",
-              help="Checkpoint folder or model name (default: the bundled actions10-lite0).")
+              help="Checkpoint folder or model name, or a Hugging Face video transformer "
+                   "folder (default: the bundled actions10-lite0).")
 @click.option("--split", default="test", show_default=True,
               help="Split to evaluate (ignored when the annotations have no splits).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,

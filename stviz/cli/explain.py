@@ -19,10 +19,11 @@ from rich.table import Table
 
 from stviz.cli.common import Settings, StageProgress, common_options, out
 
-METHODS = ("attention", "gradcam", "guided-gradcam", "saliency", "smoothgrad", "ig",
-           "occlusion", "frame-ablation")
+METHODS = ("attention", "attention-rollout", "gradcam", "guided-gradcam", "saliency",
+           "smoothgrad", "ig", "occlusion", "frame-ablation")
 # Each method's parameters and defaults, for --help (checked against the classes by a test).
-METHOD_PARAMS = {"smoothgrad": "samples=8 noise=0.15 batch=2", "ig": "steps=32 batch=2",
+METHOD_PARAMS = {"attention-rollout": "head_fusion=mean discard=0.0",
+                 "smoothgrad": "samples=8 noise=0.15 batch=2", "ig": "steps=32 batch=2",
                  "occlusion": "window_frames=auto stride_frames=auto window_cells=2 "
                               "stride_cells=1 batch=4",
                  "frame-ablation": "batch=4"}
@@ -44,8 +45,10 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     command as one `shared` dict of `stviz.api` keywords (`out` defaulted per video)."""
     options = [
         click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
-                     help="stviz checkpoint folder or model name, or with --arch a weights "
-                          "file, or a TorchScript file [default: the bundled actions10-lite0]."),
+                     help="stviz checkpoint folder or model name, a Hugging Face VideoMAE, "
+                          "TimeSformer or ViViT folder (save_pretrained; needs stviz"
+                          "[transformers]), with --arch a weights file, or a TorchScript file "
+                          "[default: the bundled actions10-lite0]."),
         click.option("--target", default=None, metavar="CLASS",
                      help="Class to explain, by name or index [default: the predicted one]."),
         click.option("--frames", "-t", type=click.IntRange(min=1), default=None, metavar="T",
@@ -70,13 +73,15 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Replace existing files in --out (never done otherwise)."),
         click.option("--arch", default=None,
                      help="Other classifiers: torchvision architecture of a state-dict file "
-                          "given as --model (r3d_18, mc3_18, r2plus1d_18, s3d)."),
+                          "given as --model (r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, "
+                          "swin3d_t)."),
         click.option("--layout", type=click.Choice(["NCTHW", "NTCHW"]), default="NCTHW",
                      show_default=True, help="Other classifiers: the input layout a "
                                              "TorchScript model takes."),
         click.option("--layer", default=None, metavar="NAME",
                      help="Grad-CAM layer, a module name or its unique suffix [default: the "
-                          "last spatial feature map]."),
+                          "last spatial feature map; for transformers the last block's input "
+                          "tokens, laid out on the model's (frames, h, w) token grid]."),
         click.option("--classes", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      metavar="FILE", help="Other classifiers: class names, one a line or a "
                                           "JSON list."),
@@ -102,7 +107,13 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--method", default="attention", show_default=True, metavar="NAME",
               help="One of: " + ", ".join(METHODS) + ". attention is the model's own "
-                   "masks and temporal weights (stviz models; free with inference).")
+                   "masks and temporal weights (stviz models; free with inference). "
+                   "attention-rollout is a video transformer's own attention (Hugging Face "
+                   "VideoMAE, TimeSformer, ViViT), rolled out through its layers (Abnar & "
+                   "Zuidema 2020); for TimeSformer's divided attention each block is its "
+                   "temporal step (each patch over the frames) then its spatial step (each "
+                   "frame's patches; the CLS token averages its per-frame rows), both rolled "
+                   "out in the order they run.")
 @click.option("--dense", is_flag=True,
               help="Explain windows over the whole video instead of interpolating between "
                    "T sampled frames (slower; every frame gets its own map).")
@@ -135,6 +146,8 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
       stviz explain clip.mp4 --dense --window 16 --stride 4 --out runs/clip
       stviz explain clip.mp4 --model runs/my-model --annotations annotations.json --html
       stviz explain clip.mp4 --model r3d.pt --arch r3d_18 --method gradcam
+      stviz explain clip.mp4 --model videomae-folder/ --method attention-rollout \
+          -p head_fusion=max -p discard=0.9
     """
     from stviz import api
 
@@ -171,14 +184,15 @@ def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
             shared: dict[str, Any], settings: Settings) -> None:
     """Explain VIDEO with several methods and measure how much they agree.
 
-    The model's own attention (stviz models) and every --baseline explain the same
-    sampled frames. Agreement of every pair: Spearman correlation of the temporal
-    curves ("when") and IoU of the top-15% spatial regions ("where"), averaged over
-    frames. Writes, into --out: compare.mp4 (the methods side by side on every
-    frame), compare.png (their maps on the key frames, and their curves) and
-    compare.json (each method's seconds and curve, and the pairwise agreement); with
-    --html report.html, one page to switch between the methods' heatmaps on the
-    playing video (their maps are kept in methods/ to rebuild it).
+    The model's own attention (stviz models; attention-rollout for Hugging Face video
+    transformers) and every --baseline explain the same sampled frames. Agreement of
+    every pair: Spearman correlation of the temporal curves ("when") and IoU of the
+    top-15% spatial regions ("where"), averaged over frames. Writes, into --out:
+    compare.mp4 (the methods side by side on every frame), compare.png (their maps on
+    the key frames, and their curves) and compare.json (each method's seconds and
+    curve, and the pairwise agreement); with --html report.html, one page to switch
+    between the methods' heatmaps on the playing video (their maps are kept in
+    methods/ to rebuild it).
 
     \b
     Examples:
@@ -186,6 +200,7 @@ def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
       stviz compare clip.mp4 -b gradcam,saliency,occlusion --format png,json
       stviz compare clip.mp4 -b gradcam,saliency --html
       stviz compare clip.mp4 -b ig,smoothgrad -p ig.steps=16 -p smoothgrad.samples=4
+      stviz compare clip.mp4 --model timesformer-folder/ -b gradcam,ig
     """
     from stviz import api
 
@@ -222,7 +237,8 @@ def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
 def parse_params(values: tuple[str, ...], methods: list[str], prefixed: bool = False
                  ) -> dict[str, dict[str, Any]]:
     """`--param` values ("ig.steps=16", or "steps=16" for the only method) -> {method:
-    {name: value}}; values are numbers or "none". Names are checked by the methods."""
+    {name: value}}; values are numbers, "none", or words (head_fusion=max). Names and
+    values are checked by the methods."""
     parsed: dict[str, dict[str, Any]] = {}
     for item in values:
         key, sep, raw = item.partition("=")
@@ -239,7 +255,7 @@ def parse_params(values: tuple[str, ...], methods: list[str], prefixed: bool = F
     return parsed
 
 
-def _param_value(item: str, raw: str) -> int | float | None:
+def _param_value(item: str, raw: str) -> int | float | str | None:
     if raw.lower() in ("none", "auto"):
         return None
     for kind in (int, float):
@@ -247,6 +263,8 @@ def _param_value(item: str, raw: str) -> int | float | None:
             return kind(raw)
         except ValueError:
             pass
+    if raw.isidentifier():  # a word: the method checks it (and numeric parameters refuse it)
+        return raw
     raise click.BadParameter(f"{item!r}: {raw!r} is not a number", param_hint="--param")
 
 
