@@ -120,7 +120,7 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
             "--spatial-pooling", "mask", "--temporal-input", "delta", "--attention-window", "3",
             "--attention-floor", "0.2", "--coords", "--lambda-area", "0.5", "--area-target",
             "0.2", "--lambda-tv-time", "0.01", "--attention-source", "input-change",
-            "--classifier-hidden", "12"]
+            "--classifier-hidden", "12", "--lambda-entropy", "0.05"]
     with pytest.raises(SystemExit) as done:
         main(args)
     assert done.value.code == 0
@@ -131,7 +131,7 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
     assert (net.attention_source, net.classifier_hidden) == ("input-change", 12)
     loss = model.spec.provenance["train_config"]["loss"]
     assert loss == {"tv": 1e-5, "contrast": 1e-4, "unimodal": 1.0, "area": 0.5,
-                    "area_target": 0.2, "tv_time": 0.01}
+                    "area_target": 0.2, "tv_time": 0.01, "entropy": 0.05}
     record = json.loads((run / METRICS_FILE).read_text().splitlines()[0])
     assert np.isfinite(record["train_area"]) and np.isfinite(record["train_tv_time"])
     with pytest.raises(SystemExit) as bad:  # an even window is refused before any work

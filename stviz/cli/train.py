@@ -133,6 +133,10 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
               help="Beyond the paper. Weight of the mask's total variation between "
                    "consecutive frames: frames that temporal attention ignores keep the "
                    "place their neighbours found.")
+@click.option("--lambda-entropy", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Beyond the paper. Weight of beta's normalized entropy H(beta) / log T: "
+                   "sharpens the temporal weights without reordering the frames, so the "
+                   "weight gathers where attention ranks highest.")
 @click.option("--split", default="train", show_default=True, help="Split to train on.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.1, show_default=True)
 @click.option("--finetune-backbone", is_flag=True,
@@ -152,7 +156,8 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
           reference_widths: bool, spatial_pooling: str, temporal_input: str,
           attention_window: int, attention_source: str, classifier_hidden: int,
           attention_floor: float, coords: bool, lambda_area: float,
-          area_target: float, lambda_tv_time: float, split: str, val_fraction: float,
+          area_target: float, lambda_tv_time: float, lambda_entropy: float,
+          split: str, val_fraction: float,
           finetune_backbone: bool, seed: int, no_amp: bool, cache_dir: Path, resume: bool,
           overwrite: bool, settings: Settings) -> None:
     """Train the spatio-temporal attention network from class labels only.
@@ -189,7 +194,8 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                       backbone_weights=str(backbone_weights) if backbone_weights else None,
                       network=network, loss=LossWeights(lambda_tv, lambda_contrast,
                                                         lambda_unimodal, lambda_area,
-                                                        area_target, lambda_tv_time),
+                                                        area_target, lambda_tv_time,
+                                                        lambda_entropy),
                       finetune_backbone=finetune_backbone, seed=seed, device=settings.device,
                       amp=not no_amp, cache_dir=str(cache_dir), split=split)
     with TrainProgress(settings) as bar:
