@@ -31,7 +31,7 @@ from stviz.core.model import preprocess_frames
 from stviz.core.network import AttentionHead, ModelSpec, NetworkConfig, STAttentionNet
 from stviz.datasets.feature_cache import DEFAULT_CACHE, FeatureCache
 from stviz.errors import StvizError, warn
-from stviz.files import write_text
+from stviz.files import check_output_dir, write_text
 
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "last_state.pt"
@@ -168,6 +168,7 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
     reporter = reporter or _Silent()
     out = Path(out_dir)
     device = resolve_device(cfg.device)
+    check_output_dir(out)
     d = _Dist(device)
     if d.main and out.exists() and any(out.iterdir()) and not (resume or overwrite):
         raise StvizError(f"{out}: not empty; pass --resume to continue that run, "
