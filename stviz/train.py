@@ -200,6 +200,11 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
         data = _FeatureData(torch.from_numpy(np.stack([feats[i] for i in keep])))
         labels = [items[i].label for i in keep]
     train_pos, val_pos = _split_validation(labels, cfg.val_fraction, cfg.seed)
+    if not val_pos and d.main:
+        warn(f"{dataset}: the validation set is empty ({len(labels)} clips, --val-fraction "
+             f"{cfg.val_fraction:g} rounds to 0 clips per class); val_accuracy is measured on "
+             "the training clips, so pick the best epoch with care or pass a larger "
+             "--val-fraction")
     y = torch.tensor(labels)
 
     head = AttentionHead(net_cfg)

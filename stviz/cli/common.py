@@ -77,15 +77,19 @@ class Progress:
                             TimeElapsedColumn(), TimeRemainingColumn(), console=err,
                             disable=settings.quiet, transient=False)
         self.task: Any = None
+        self.started = False
 
     def __enter__(self) -> Progress:
-        self.bar.__enter__()
-        return self
+        return self  # the bar starts with its first stage: no blank line before an early error
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
+        if self.started:
+            self.bar.__exit__(*exc)
 
     def stage(self, name: str, total: int) -> None:
+        if not self.started:
+            self.bar.__enter__()
+            self.started = True
         if self.task is not None:
             self.bar.stop_task(self.task)
         self.task = self.bar.add_task(name, total=total)

@@ -26,8 +26,9 @@ _FORMAT_HELP = "Annotation format (default: told from the content)."
 @click.option("--split-number", type=click.IntRange(min=1), default=1, show_default=True,
               help="gttubes only: which official split gives the train/test counts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@common_options
 def annotations(file: Path, fmt: str | None, label_map: Path | None, split_number: int,
-                as_json: bool) -> None:
+                as_json: bool, settings: Settings) -> None:
     """Summarize a ground-truth annotation file: format, videos, classes, tubes,
     annotated frames and frame sizes.
 
