@@ -19,7 +19,7 @@ from stviz.cli import main
 from stviz.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from stviz.video import write_video
 
-N_VIDEOS, N_EXPLAINED, N_CHECKPOINTS, N_ANNOTATIONS = 150, 12, 60, 100
+N_VIDEOS, N_EXPLAINED, N_CHECKPOINTS, N_ANNOTATIONS = 150, 5, 30, 100
 ODD_VALUES: list[Any] = ["sixteen", "", -5, 0, 2.5, 1e308, -1e308, None, True, [], {}, [1, "a"],
                          {"x": 1}, "NaN", 10 ** 12]
 
@@ -49,18 +49,16 @@ def mutate_bytes(data: bytes, rng: np.random.Generator) -> bytes:
 def mutate_json(obj: Any, rng: np.random.Generator) -> Any:
     """A copy with one value somewhere replaced by an odd one, or one key dropped."""
     obj = copy.deepcopy(obj)
-    node, key = obj, None
-    for _ in range(int(rng.integers(1, 6))):
-        keys = list(node) if isinstance(node, dict) else list(range(len(node))) \
-            if isinstance(node, list) else []
+    node = obj
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
         if not keys:
-            break
+            return obj
         key = keys[int(rng.integers(len(keys)))]
-        if not isinstance(node[key], (dict, list)) or rng.random() < 0.3:
+        child = node[key]
+        if not (isinstance(child, (dict, list)) and child and rng.random() < 0.7):
             break
-        node = node[key]
-    if key is None:
-        return ODD_VALUES[int(rng.integers(len(ODD_VALUES)))]
+        node = child
     if isinstance(node, dict) and rng.random() < 0.2:
         del node[key]
     else:

@@ -352,3 +352,10 @@ def test_12_checkpoints_are_byte_identical(tmp_path):
     tensors = load_file(tmp_path / "c0" / WEIGHTS_FILE)
     save_file(tensors, str(tmp_path / "plain.safetensors"))  # the library reads ours alike
     assert tensors.keys() == load_file(tmp_path / "plain.safetensors").keys()
+
+
+def test_clip_lengths_are_bounded_alike_in_configs_and_options():
+    from stviz.cli.common import FRAME_COUNT
+    from stviz.core.checkpoint import MAX_FRAMES
+
+    assert FRAME_COUNT.max == MAX_FRAMES

@@ -14,6 +14,10 @@ from rich.markup import escape
 
 from stviz.errors import StvizError, StvizWarning
 
+# Clip lengths a user may ask for; = stviz.core.checkpoint.MAX_FRAMES (a test checks),
+# kept literal here so that `stviz --help` does not import torch.
+FRAME_COUNT = click.IntRange(min=1, max=1024)
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from stviz.cli.common import Progress, Settings, common_options, out
+from stviz.cli.common import FRAME_COUNT, Progress, Settings, common_options, out
 from stviz.datasets.annotations import FORMATS
 from stviz.evaluate.scoring import DEFAULT_METHODS, DEFAULT_STEPS
 
@@ -86,7 +86,7 @@ def _size_range(s: dict[str, Any]) -> str:
               help="Split to evaluate (ignored when the annotations have no splits).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N annotated videos of the split (by id).")
-@click.option("--frames", "-t", "t", type=click.IntRange(min=1), default=None,
+@click.option("--frames", "-t", "t", type=FRAME_COUNT, default=None,
               help="Clip length T [default: the model's].")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Report and cache folder [default: "

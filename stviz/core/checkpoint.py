@@ -100,6 +100,7 @@ def read_spec(ckpt: Path) -> ModelSpec:
 
 # What each config value must be, beyond what the dataclasses check themselves: JSON
 # gives any type, and a wrong one surfaced as a traceback deep inside the backbone.
+MAX_FRAMES = 1024  # frames in a clip: beyond this a clip does not fit in memory anyway
 _COUNTS = ("num_classes", "in_channels", "lstm_hidden", "reduce_channels", "frames")
 _NUMBERS = ("dropout", "mask_init_bias", "attention_floor")
 _FLAGS = ("use_mask", "coords", "finetuned_backbone")
@@ -113,8 +114,8 @@ def _check_values(raw: dict[str, Any], path: Path) -> None:
         raise StvizError(f"{path}: invalid config (no 'network' object); re-save the checkpoint")
     values = {**raw, **raw["network"]}
 
-    def count(v: Any, least: int = 1) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= least
+    def count(v: Any, least: int = 1, most: int = 65536) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and least <= v <= most
 
     def number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -122,7 +123,8 @@ def _check_values(raw: dict[str, Any], path: Path) -> None:
     checks: list[tuple[str, bool, str]] = []
     for key in _COUNTS:
         if key in values and not (key == "reduce_channels" and values[key] is None):
-            checks.append((key, count(values[key]), "a whole number >= 1"))
+            most = MAX_FRAMES if key == "frames" else 65536
+            checks.append((key, count(values[key], 1, most), f"a whole number in 1..{most}"))
     for key in _NUMBERS:
         if key in values:
             checks.append((key, number(values[key]), "a number"))
@@ -133,16 +135,16 @@ def _check_values(raw: dict[str, Any], path: Path) -> None:
         if key in values:
             checks.append((key, isinstance(values[key], str), "a string"))
     if "input_size" in values:
-        checks.append(("input_size", count(values["input_size"], 8),
-                       "a whole number of pixels >= 8"))
+        checks.append(("input_size", count(values["input_size"], 8, 4096),
+                       "a whole number of pixels in 8..4096"))
     if "attention_window" in values:
-        checks.append(("attention_window", count(values["attention_window"], 0),
-                       "a whole number >= 0"))
+        checks.append(("attention_window", count(values["attention_window"], 0, MAX_FRAMES),
+                       f"a whole number in 0..{MAX_FRAMES}"))
     if "mask_hidden" in values:
         checks.append(("mask_hidden", isinstance(values["mask_hidden"], list)
                        and len(values["mask_hidden"]) == 2
                        and all(count(v) for v in values["mask_hidden"]),
-                       "two whole numbers >= 1"))
+                       "two whole numbers in 1..65536"))
     for key in ("mean", "std"):
         if key in values:
             v = values[key]
