@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +23,10 @@ from typing import Any
 
 from stviz.errors import StvizError
 
-TEMP_MARK = ".tmp"  # every temporary name starts with "." and contains this
+TEMP_MARK = ".tmp"
+# What `tempfile` makes of our prefixes and suffixes: ".NAME.<8 random chars>.tmp[.SUFFIX]";
+# only such names are ever cleaned, never a user's own hidden files.
+TEMP_NAME = re.compile(r"^\..*\.[a-z0-9_]{8}\.tmp(\.\w+)?$")
 
 
 def _umask() -> int:
@@ -104,8 +108,7 @@ def clean_stale_temporaries(folder: str | Path) -> list[Path]:
     removed = []
     with contextlib.suppress(OSError):
         for entry in Path(folder).iterdir():
-            if entry.name.startswith(".") and TEMP_MARK in entry.name \
-                    and not _locked_by_someone(entry):
+            if TEMP_NAME.match(entry.name) and not _locked_by_someone(entry):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
@@ -149,7 +152,7 @@ def output_set(out_dir: str | Path, names: Sequence[str], overwrite: bool = Fals
     out = check_utf8(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".stviz-", suffix=TEMP_MARK, dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=".stviz.", suffix=TEMP_MARK, dir=out))
     fd = os.open(tmp, os.O_RDONLY)
     ok = False
     try:

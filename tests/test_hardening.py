@@ -311,13 +311,15 @@ def test_11_damaged_cache_entries_are_recomputed_and_stale_temporaries_removed(
     entries = sorted((out / "cache").rglob("*.npz"))
     assert len(entries) == 2
     entries[0].write_bytes(entries[0].read_bytes()[:40])  # cut short: not a zip any more
-    stale = [out / ".metrics.k1ll3d.tmp.csv", entries[1].parent / ".x.abcd.tmp.npz"]
-    for path in stale:
+    stale = [out / ".metrics.k1ll3d_0.tmp.csv", entries[1].parent / ".x.abcd1234.tmp.npz",
+             out / ".stviz.zz9_zz9z.tmp"]
+    mine = out / ".notes.tmp"  # a user's own hidden file is never cleaned
+    for path in [*stale, mine]:
         path.write_text("left by a killed run")
     code, _, err = run(capsys, *args, "--overwrite")
     assert code == 0, err
     assert "Traceback" not in err and "damaged cache entry" in err
-    assert not any(path.exists() for path in stale)
+    assert not any(path.exists() for path in stale) and mine.exists()
     assert json.loads((out / "metrics.json").read_text())["n_videos"] == 2
 
 
