@@ -62,11 +62,12 @@ def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = 
     """Accuracy, per-class accuracy and confusion of `model` (default: the bundled one)
     on a data set split; with `out`, write `evaluation.json` and `confusion.png` there."""
     from stviz.evaluate.model_eval import evaluate_model
-    from stviz.files import check_writable, write_json
+    from stviz.files import check_output_dir, check_writable, write_json
     from stviz.render.confusion import render_confusion
 
     written: list[Path] = []
     if out is not None:
+        check_output_dir(out)
         targets = [Path(out) / "evaluation.json", Path(out) / "confusion.png"]
         for target in targets:  # refuse before the work, not after
             check_writable(target, overwrite)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from stviz.cli.common import Progress, Settings, common_options, out
+from stviz.cli.common import FRAME_COUNT, Progress, Settings, common_options, out
 from stviz.datasets.annotations import FORMATS
 from stviz.evaluate.scoring import DEFAULT_METHODS, DEFAULT_STEPS
 
@@ -27,8 +27,9 @@ _FORMAT_HELP = "Annotation format (default: told from the content)."
 @click.option("--split-number", type=click.IntRange(min=1), default=1, show_default=True,
               help="gttubes only: which official split gives the train/test counts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@common_options
 def annotations(file: Path, fmt: str | None, label_map: Path | None, split_number: int,
-                as_json: bool) -> None:
+                as_json: bool, settings: Settings) -> None:
     """Summarize a ground-truth annotation file: format, videos, classes, tubes,
     annotated frames and frame sizes.
 
@@ -109,7 +110,7 @@ def html_options(flag: bool = True) -> Callable[[Callable[..., Any]], Callable[.
               help="Split to evaluate (ignored when the annotations have no splits).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N annotated videos of the split (by id).")
-@click.option("--frames", "-t", "t", type=click.IntRange(min=1), default=None,
+@click.option("--frames", "-t", "t", type=FRAME_COUNT, default=None,
               help="Clip length T [default: the model's].")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Report and cache folder [default: "

@@ -17,7 +17,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from stviz.cli.common import Settings, StageProgress, common_options, out
+from stviz.cli.common import FRAME_COUNT, Settings, StageProgress, common_options, out
 
 METHODS = ("attention", "attention-rollout", "gradcam", "guided-gradcam", "saliency",
            "smoothgrad", "ig", "occlusion", "frame-ablation")
@@ -51,7 +51,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                           "[default: the bundled actions10-lite0]."),
         click.option("--target", default=None, metavar="CLASS",
                      help="Class to explain, by name or index [default: the predicted one]."),
-        click.option("--frames", "-t", type=click.IntRange(min=1), default=None, metavar="T",
+        click.option("--frames", "-t", type=FRAME_COUNT, default=None, metavar="T",
                      help="Frames sampled uniformly per clip [default: the model's T]."),
         click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                      default=None, help="Folder for the files [default: stviz-out/<video "
@@ -117,7 +117,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--dense", is_flag=True,
               help="Explain windows over the whole video instead of interpolating between "
                    "T sampled frames (slower; every frame gets its own map).")
-@click.option("--window", type=click.IntRange(min=1), default=None, metavar="FRAMES",
+@click.option("--window", type=FRAME_COUNT, default=None, metavar="FRAMES",
               help="--dense: frames per window [default: T].")
 @click.option("--stride", type=click.IntRange(min=1), default=None, metavar="FRAMES",
               help="--dense: frames between window starts [default: window / 2].")

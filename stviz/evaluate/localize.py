@@ -46,6 +46,7 @@ from stviz.evaluate.scoring import (
 )
 from stviz.explain.classifier import VideoClassifier
 from stviz.explain.explanation import Explanation
+from stviz.files import check_output_dir, clean_stale_temporaries
 
 CACHE_VERSION = 2  # 2: entries keep their explanation
 METRICS_FILE = "metrics.json"
@@ -90,6 +91,7 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
     if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
         dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     dist = _Dist(dev)
+    check_output_dir(out)
     if (out / METRICS_FILE).exists() and not overwrite:
         raise StvizError(f"{out}: holds a finished run ({METRICS_FILE}); pass --overwrite to "
                          "rewrite its reports (cached results are reused) or choose another "
@@ -127,12 +129,14 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
                        "video": _file_digest(paths[v.id])})
         return out / "cache" / slug(method) / f"{slug(v.id)}.{key[:16]}.npz"
 
+    for folder in [out, *(out / "cache" / slug(m) for m in names)]:
+        clean_stale_temporaries(folder)  # left by a killed run; live ones are locked
     mine = videos[dist.rank::dist.world]
     result = LocalizeResult({})
     if progress is not None:
         progress(0, len(mine))
     for done, v in enumerate(mine, start=1):
-        todo = [m for m in names if not entry(v, m).is_file()]
+        todo = [m for m in names if _load_entry(entry(v, m)) is None]
         result.reused += len(names) - len(todo)
         if todo:
             label = -1 if v.label is None else v.label
@@ -264,13 +268,30 @@ def _collect(videos: Sequence[VideoAnnotation], names: Sequence[str],
     records: dict[str, list[VideoRecord]] = {m: [] for m in names}
     skipped = []
     for v in videos:
-        found = [entry(v, m) for m in names]
-        if not all(p.is_file() for p in found):
+        found = [_load_entry(entry(v, m)) for m in names]
+        if any(r is None for r in found):
             skipped.append(v.id)
             continue
-        for m, p in zip(names, found):
-            records[m].append(VideoRecord.load(p))
+        for m, r in zip(names, found):
+            records[m].append(r)
     return records, skipped
+
+
+def _load_entry(path: Path) -> VideoRecord | None:
+    """A cache entry, or None when it is missing or unreadable (a damaged entry is removed
+    with a warning, so that it is computed again)."""
+    import zipfile
+    import zlib
+
+    if not path.is_file():
+        return None
+    try:
+        return VideoRecord.load(path)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as exc:
+        warn(f"{path}: damaged cache entry ({type(exc).__name__}); computing it again")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _run_video(clf: VideoClassifier, v: VideoAnnotation, path: Path, todo: list[str], t: int,

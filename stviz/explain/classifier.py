@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stviz.core.checkpoint import check_finite
 from stviz.core.device import autocast, resolve_device
 from stviz.core.model import AttentionModel, load_model, preprocess_frames
 from stviz.core.network import NetOutput
@@ -473,6 +474,7 @@ def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | No
         raise StvizError(f"{path}: not {arch} weights (no {head_key!r}); pass the --arch the "
                          f"file was saved from ({', '.join(TORCHVISION_ARCHS)})")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    check_finite(state, path)
     k = int(state[head_key].shape[0])
     model = getattr(video, arch)(weights=None, num_classes=k)
     try:

@@ -237,6 +237,12 @@ def _explanation(video: Path, info: VideoInfo, indices: np.ndarray, spatial: np.
                  temporal: np.ndarray, clf: VideoClassifier, logits: torch.Tensor, target: int,
                  explainer: Explainer, sampling: dict[str, Any], start: float, fill: str
                  ) -> Explanation:
+    if not torch.isfinite(logits).all():
+        raise StvizError(f"{video}: {clf.name} gives NaN or infinite class scores; its weights "
+                         "are damaged or it overflows on this input, check the model")
+    if not (np.isfinite(spatial).all() and np.isfinite(temporal).all()):
+        raise StvizError(f"{video}: method {explainer.name} gives NaN or infinite relevance "
+                         f"with {clf.name}; check the model or try another --method")
     params = {**explainer.params(), **sampling, "model": clf.name}
     if explainer.uses_layer:
         params["layer"] = clf.layer_info().name

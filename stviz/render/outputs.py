@@ -27,7 +27,7 @@ import numpy as np
 
 from stviz.errors import StvizError
 from stviz.explain.explanation import ARRAYS_FILE, SUMMARY_FILE, Explanation
-from stviz.files import check_writable, write_json
+from stviz.files import check_output_dir, check_writable, output_set, write_json
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP, ColorScale, check_alpha
 from stviz.render.compare import render_compare_sheet, render_compare_video
 from stviz.render.figures import key_frames
@@ -70,15 +70,18 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
 
 def planned_files(kind: str, out_dir: str | Path, formats: Sequence[str],
                   overwrite: bool = False) -> list[Path]:
-    """The files `kind` ("explain" or "compare") will write, checked before any work:
-    an existing file is refused unless `overwrite`, never replaced silently."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise StvizError(f"{out}: is a file, not a folder; pass another --out")
-    files = [out / name for fmt in formats for name in FILES[kind][fmt]]
-    for path in files:
+    """The files `kind` ("explain" or "compare") will write, checked before any work: the
+    folder must be writable, and an existing file of the kind (of any format: a folder
+    holds one run's set) is refused unless `overwrite`, never replaced silently."""
+    out = check_output_dir(out_dir)
+    for path in (out / name for name in family(kind)):
         check_writable(path, overwrite)
-    return files
+    return [out / name for fmt in formats for name in FILES[kind][fmt]]
+
+
+def family(kind: str) -> list[str]:
+    """Every file name `kind` writes in some format: one run's set replaces all of them."""
+    return [name for names in FILES[kind].values() for name in names]
 
 
 def check_style(cmap: str, alpha: float) -> None:
@@ -136,8 +139,17 @@ def write_explanation(expl: Explanation, out_dir: str | Path, formats: Sequence[
                       progress: StageProgress | None = None) -> list[Path]:
     """The files of `planned_files("explain", ...)`: the explanation itself, its 'when'
     and 'where' figures, and the overlay over every frame of the video."""
-    out = Path(out_dir)
-    truth = truth or GroundTruth()
+    names = [p.name for p in planned_files("explain", out_dir, formats, overwrite)]
+    with output_set(out_dir, names, overwrite, family("explain")) as out:
+        files = _write_explanation(expl, out, formats, truth or GroundTruth(), cmap, alpha,
+                                   progress)
+    return [Path(out_dir) / f.name for f in files]
+
+
+def _write_explanation(expl: Explanation, out: Path, formats: Sequence[str],
+                       truth: GroundTruth, cmap: str, alpha: float,
+                       progress: StageProgress | None) -> list[Path]:
+    overwrite = True  # `out` is this run's own temporary folder
     files: list[Path] = []
     if "json" in formats:
         files += expl.save(out, overwrite)
@@ -205,9 +217,17 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
                      progress: StageProgress | None = None) -> list[Path]:
     """The files of `planned_files("compare", ...)`: the methods side by side on every frame,
     on the first method's key frames, and the numbers."""
-    out = Path(out_dir)
-    expls = list(expls)
-    truth = truth or GroundTruth()
+    names = [p.name for p in planned_files("compare", out_dir, formats, overwrite)]
+    with output_set(out_dir, names, overwrite, family("compare")) as out:
+        files = _write_comparison(list(expls), agreement, out, formats, truth or GroundTruth(),
+                                  cmap, alpha, progress)
+    return [Path(out_dir) / f.name for f in files]
+
+
+def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], out: Path,
+                      formats: Sequence[str], truth: GroundTruth, cmap: str, alpha: float,
+                      progress: StageProgress | None) -> list[Path]:
+    overwrite = True  # `out` is this run's own temporary folder
     files: list[Path] = []
     if "json" in formats:
         files.append(write_json(out / COMPARE_FILE, compare_summary(expls, agreement),
