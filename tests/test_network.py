@@ -87,7 +87,7 @@ def test_defaults_are_the_papers_network():
     for switch in ({"coords": True}, {"spatial_pooling": "mask"}, {"temporal_input": "delta"},
                    {"temporal_input": "rectified"}, {"attention_window": 3},
                    {"attention_floor": 0.1}, {"attention_source": "input-change"},
-                   {"classifier_hidden": 16}):
+                   {"classifier_hidden": 16}, {"attention_temperature": 0.5}):
         other = tiny_config(**switch)
         assert not other.is_paper
         assert NetworkConfig(**other.to_dict()) == other  # what a checkpoint records
@@ -250,3 +250,18 @@ def test_classifier_hidden_puts_a_nonlinearity_between_summary_and_logits():
     assert out.logits.shape == (2, 5)
     with pytest.raises(ValueError, match="classifier_hidden"):
         tiny_config(classifier_hidden=-1)
+
+
+def test_attention_temperature_sharpens_beta_and_keeps_the_ranking():
+    torch.manual_seed(0)
+    features = torch.randn(2, 5, 32, 3, 3)
+    plain = AttentionHead(tiny_config()).eval()
+    sharp = AttentionHead(tiny_config(attention_temperature=0.25)).eval()
+    sharp.load_state_dict(plain.state_dict())
+    p, s = plain(features).weights, sharp(features).weights
+    logits = torch.log(p)  # softmax(z / tau) = softmax(log softmax(z) / tau), by hand
+    assert torch.allclose(s, torch.softmax(logits / 0.25, dim=1), atol=1e-6)
+    assert torch.equal(p.argsort(1), s.argsort(1))
+    assert (s.max(1).values > p.max(1).values).all()
+    with pytest.raises(ValueError, match="attention_temperature"):
+        tiny_config(attention_temperature=0.0)

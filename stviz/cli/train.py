@@ -112,6 +112,12 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
                    "input features at the attended place, pool_M_t([relu(x_t - x_{t-1}), "
                    "relu(x_{t-1} - x_t)]). The latter has no memory, so no weight lingers "
                    "after the action while the ConvLSTM settles.")
+@click.option("--attention-temperature", type=click.FloatRange(min=0, min_open=True),
+              default=1.0, show_default=True,
+              help="Beyond the paper. beta = softmax(score / tau): below 1 sharpens the "
+                   "temporal weights without reordering frames. An input-change score starts "
+                   "at zero (uniform beta) and, at tau = 1, stays nearly uniform for many "
+                   "epochs.")
 @click.option("--classifier-hidden", type=click.IntRange(min=0), default=0, show_default=True,
               help="Beyond the paper. Classify the attended summary with a small MLP "
                    "(Linear-GELU-Linear, this many hidden units) instead of one Linear: a "
@@ -154,7 +160,8 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
           backbone_weights: Path | None, lambda_tv: float, lambda_contrast: float,
           lambda_unimodal: float, no_mask: bool, pooling: str, recurrent: str,
           reference_widths: bool, spatial_pooling: str, temporal_input: str,
-          attention_window: int, attention_source: str, classifier_hidden: int,
+          attention_window: int, attention_source: str, attention_temperature: float,
+          classifier_hidden: int,
           attention_floor: float, coords: bool, lambda_area: float,
           area_target: float, lambda_tv_time: float, lambda_entropy: float,
           split: str, val_fraction: float,
@@ -185,6 +192,7 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                                "attention_window": attention_window,
                                "attention_floor": attention_floor,
                                "attention_source": attention_source,
+                               "attention_temperature": attention_temperature,
                                "classifier_hidden": classifier_hidden}
     if reference_widths:
         network.update(mask_hidden=(1024, 512), reduce_channels=None, lstm_hidden=512)

@@ -56,6 +56,9 @@ class NetworkConfig:
     # attended place, pool_M_t(x_t - x_{t-1}); no recurrence, so no weight lingers while the
     # ConvLSTM settles after the action
     attention_source: str = "recurrent"
+    # beta = softmax(score / tau): tau < 1 sharpens beta without reordering frames. A score
+    # that starts at zero (input-change) otherwise stays near uniform for many epochs
+    attention_temperature: float = 1.0
     attention_window: int = 0  # k > 0: beta's score adds k frames of masked input around t
     attention_floor: float = 0.0  # beta = (1 - a) softmax + a / T: every frame trains the mask
     # k > 0: the classifier is LayerNorm-Linear-GELU-Linear with k hidden units instead of
@@ -86,6 +89,9 @@ class NetworkConfig:
                              f"not {self.attention_window}")
         if not 0 <= self.attention_floor < 1:
             raise ValueError(f"attention_floor must be in [0, 1), not {self.attention_floor}")
+        if not self.attention_temperature > 0:
+            raise ValueError(f"attention_temperature must be > 0, "
+                             f"not {self.attention_temperature}")
         if self.classifier_hidden < 0:
             raise ValueError(f"classifier_hidden must be >= 0, not {self.classifier_hidden}")
         if self.attention_window and self.pooling != "attention":
@@ -95,7 +101,7 @@ class NetworkConfig:
     def is_paper(self) -> bool:
         """True when nothing beyond the paper's network is switched on."""
         return not (self.coords or self.attention_window or self.attention_floor
-                    or self.classifier_hidden) and (
+                    or self.classifier_hidden or self.attention_temperature != 1) and (
             self.spatial_pooling, self.temporal_input, self.attention_source) == (
             "mean", "state", "recurrent")
 
@@ -231,7 +237,7 @@ class AttentionHead(nn.Module):
                 logits_t = self.attention(pooled).squeeze(-1)
             if scores is not None:  # local evidence added to the paper's w . hbar_t + b
                 logits_t = logits_t + scores
-            weights = torch.softmax(logits_t.float(), dim=1)
+            weights = torch.softmax(logits_t.float() / cfg.attention_temperature, dim=1)
         else:
             weights = pooled.new_full((b, t), 1.0 / t, dtype=torch.float32)
         if cfg.attention_floor:
