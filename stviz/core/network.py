@@ -231,8 +231,12 @@ class AttentionHead(nn.Module):
         if self.attention is not None:
             if cfg.attention_source == "input-change":
                 change = _change(unmasked.reshape(b, t, *unmasked.shape[1:]), rectified=True)
-                gated = change if cfg.spatial_pooling == "mask" else change * masks.to(change.dtype)
-                logits_t = self.attention(self._pool(gated, masks)).squeeze(-1)
+                # The mask tells attention where to measure change; attention does not
+                # move the mask (without detach it drags the mask off the actor, to
+                # wherever change ranks frames best)
+                fixed = masks.detach()
+                gated = change if cfg.spatial_pooling == "mask" else change * fixed.to(change.dtype)
+                logits_t = self.attention(self._pool(gated, fixed)).squeeze(-1)
             else:
                 logits_t = self.attention(pooled).squeeze(-1)
             if scores is not None:  # local evidence added to the paper's w . hbar_t + b
