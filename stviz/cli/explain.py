@@ -22,7 +22,7 @@ from stviz.cli.common import Settings, StageProgress, common_options, out
 METHODS = ("attention", "gradcam", "guided-gradcam", "saliency", "smoothgrad", "ig",
            "occlusion", "frame-ablation")
 # Each method's parameters and defaults, for --help (checked against the classes by a test).
-METHOD_PARAMS = {"smoothgrad": "samples=8 noise=0.15 batch=2", "ig": "steps=32 batch=2",
+METHOD_PARAMS = {"smoothgrad": "samples=8 noise=0.15 batch=2 seed=0", "ig": "steps=32 batch=2",
                  "occlusion": "window_frames=auto stride_frames=auto window_cells=2 "
                               "stride_cells=1 batch=4",
                  "frame-ablation": "batch=4"}
