@@ -31,6 +31,8 @@ from stviz.render.temporal import render_temporal
 
 FORMATS = ("mp4", "gif", "png", "json")
 DEFAULT_FORMATS = ("mp4", "png", "json")
+# Overlay videos are drawn at most this many pixels on the long side (0: the video's size).
+DEFAULT_RENDER_SIZE = 720
 KEY_FRAMES = 6  # frames shown in keyframes.png, temporal.png and compare.png
 COMPARE_FILE = "compare.json"
 # The files each format adds, per command.
@@ -104,9 +106,11 @@ def ground_truth(record: Any, expl: Explanation) -> GroundTruth:
 def write_explanation(expl: Explanation, out_dir: str | Path, formats: Sequence[str], *,
                       truth: GroundTruth | None = None, cmap: str = DEFAULT_CMAP,
                       alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
-                      progress: StageProgress | None = None) -> list[Path]:
+                      progress: StageProgress | None = None,
+                      render_size: int | None = DEFAULT_RENDER_SIZE) -> list[Path]:
     """The files of `planned_files("explain", ...)`: the explanation itself, its 'when'
-    and 'where' figures, and the overlay over every frame of the video."""
+    and 'where' figures, and the overlay over every frame of the video (at most
+    `render_size` px on the long side)."""
     out = Path(out_dir)
     truth = truth or GroundTruth()
     files: list[Path] = []
@@ -124,7 +128,8 @@ def write_explanation(expl: Explanation, out_dir: str | Path, formats: Sequence[
     for fmt in ("mp4", "gif"):
         if fmt in formats:
             name = f"overlay.{fmt}"
-            files.append(render_overlay(expl, _stream(expl, f"rendering {name}", progress),
+            files.append(render_overlay(expl, _stream(expl, f"rendering {name}", progress,
+                                                      render_size),
                                         out / name, cmap=cmap, alpha=alpha, boxes=truth.boxes,
                                         overwrite=overwrite))
     return files
@@ -153,9 +158,11 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
                      out_dir: str | Path, formats: Sequence[str], *,
                      truth: GroundTruth | None = None, cmap: str = DEFAULT_CMAP,
                      alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
-                     progress: StageProgress | None = None) -> list[Path]:
-    """The files of `planned_files("compare", ...)`: the methods side by side on every frame,
-    on the first method's key frames, and the numbers."""
+                     progress: StageProgress | None = None,
+                     render_size: int | None = DEFAULT_RENDER_SIZE) -> list[Path]:
+    """The files of `planned_files("compare", ...)`: the methods side by side on every frame
+    (each panel at most `render_size` px on the long side), on the first method's key
+    frames, and the numbers."""
     out = Path(out_dir)
     expls = list(expls)
     truth = truth or GroundTruth()
@@ -172,7 +179,8 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
         if fmt in formats:
             name = f"compare.{fmt}"
             files.append(render_compare_video(
-                expls, _stream(expls[0], f"rendering {name}", progress), out / name, cmap=cmap,
+                expls, _stream(expls[0], f"rendering {name}", progress, render_size), out / name,
+                cmap=cmap,
                 alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
     return files
 
@@ -184,12 +192,14 @@ def _key_frames(video: str | Path, indices: Sequence[int] | set[int]) -> dict[in
     return dict(zip(wanted, read_frames(video, wanted)))
 
 
-def _stream(expl: Explanation, stage: str, progress: StageProgress | None
-            ) -> Iterator[tuple[int, np.ndarray]]:
-    """Every frame of the explained video, reporting progress as it goes."""
-    from stviz.video import iter_frames
+def _stream(expl: Explanation, stage: str, progress: StageProgress | None,
+            render_size: int | None = DEFAULT_RENDER_SIZE) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame of the explained video, at most `render_size` px on the long side,
+    reporting progress as it goes."""
+    from stviz.video import fit_size, iter_frames
 
-    for done, item in enumerate(iter_frames(expl.video), start=1):
+    size = fit_size(expl.width, expl.height, render_size)
+    for done, item in enumerate(iter_frames(expl.video, size=size), start=1):
         yield item
         if progress is not None:
             progress(stage, done, expl.video_frames)
