@@ -180,8 +180,7 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
             name = f"compare.{fmt}"
             files.append(render_compare_video(
                 expls, _stream(expls[0], f"rendering {name}", progress, render_size), out / name,
-                cmap=cmap,
-                alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
+                cmap=cmap, alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
     return files
 
 
@@ -193,7 +192,7 @@ def _key_frames(video: str | Path, indices: Sequence[int] | set[int]) -> dict[in
 
 
 def _stream(expl: Explanation, stage: str, progress: StageProgress | None,
-            render_size: int | None = DEFAULT_RENDER_SIZE) -> Iterator[tuple[int, np.ndarray]]:
+            render_size: int | None) -> Iterator[tuple[int, np.ndarray]]:
     """Every frame of the explained video, at most `render_size` px on the long side,
     reporting progress as it goes."""
     from stviz.video import fit_size, iter_frames
