@@ -11,8 +11,14 @@ default mode and with --dense. `--dense-methods` adds the rate of dense explanat
 (windows of T frames every T/2, in-process, decoding included, no rendering) in video
 frames per second, the GPU benchmark's figure.
 
+With --videomae the model is instead a ViT-Base-sized VideoMAE video classifier (random
+weights, 16 frames at 224x224, 1568 tokens), saved with save_pretrained and loaded as
+users load theirs; it times Grad-CAM and attention rollout (by default) against one
+forward pass. Needs stviz[transformers].
+
     .venv/bin/python benchmarks/bench_explain.py [--methods attention gradcam] [--repeats 3]
-        [--device cpu] [--video-seconds 10] [--no-e2e] [--dense-methods attention gradcam]
+        [--device cpu] [--video-seconds 10] [--no-e2e] [--videomae]
+        [--dense-methods attention gradcam]
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from stviz.core.device import resolve_device
 from stviz.core.model import AttentionModel, load_model
 from stviz.core.network import ModelSpec, NetworkConfig
 from stviz.errors import StvizError
-from stviz.explain import METHODS, from_stviz, get_method
+from stviz.explain import METHODS, from_stviz, get_method, load_classifier
 from stviz.video import write_video
 
 VIDEO_SIZE, VIDEO_FPS = (340, 256), 25.0
@@ -102,6 +108,31 @@ def end_to_end(args: list[str]) -> float:
     return wall
 
 
+def bench_videomae(methods: list[str], repeats: int, device: torch.device) -> None:
+    """Seconds per clip of `methods` on a ViT-Base VideoMAE, and each against inference."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.VideoMAEConfig(num_labels=400)  # ViT-Base, 16 frames at 224
+    with tempfile.TemporaryDirectory() as tmp:
+        transformers.VideoMAEForVideoClassification(config).save_pretrained(tmp)
+        clf = load_classifier(tmp, device=device)
+    x = torch.randn(1, clf.frames, 3, clf.size, clf.size, device=device)
+    clf.layer_info()  # the one-off probe is not part of any method's time
+    plain = seconds(lambda: clf.predict(x), repeats)
+    tokens = clf.tokens
+    print(f"model: VideoMAE ViT-Base (random weights), {config.num_hidden_layers} blocks, "
+          f"{tokens.frames}x{tokens.grid[0]}x{tokens.grid[1]} tokens, layer "
+          f"{clf.layer_info().name}")
+    print(f"seconds per {clf.frames}-frame clip at {clf.size}x{clf.size}:")
+    print(f"  {'inference':18} {plain:8.3f} s")
+    for name in methods:
+        method = get_method(name)
+        s = seconds(lambda m=method: m.attribute(clf, x, 0), repeats)
+        print(f"  {name:18} {s:8.3f} s  ({s / plain:.2f}x inference)  {method.params()}",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
@@ -110,11 +141,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--video-seconds", type=float, default=10.0)
     parser.add_argument("--no-e2e", action="store_true", help="Skip the end-to-end runs.")
+    parser.add_argument("--videomae", action="store_true",
+                        help="Time a ViT-Base VideoMAE instead (default methods: gradcam, "
+                             "attention-rollout).")
     parser.add_argument("--dense-methods", nargs="*", default=[],
                         help="Methods whose dense explanation rate (frames/s) to measure.")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    if args.videomae:
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch "
+              f"{torch.__version__}, threads {torch.get_num_threads()}, device {device}")
+        methods = args.methods if args.methods != list(METHODS) else ["gradcam",
+                                                                       "attention-rollout"]
+        bench_videomae(methods, args.repeats, device)
+        return
     model, what = default_or_untrained(device, args.frames)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, device {device}")

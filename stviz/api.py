@@ -18,7 +18,7 @@ from stviz.render.outputs import DEFAULT_RENDER_SIZE
 
 __all__ = ["AttentionModel", "CompareResult", "ExplainResult", "annotations_summary", "compare",
            "evaluate", "explain", "list_models", "load_classifier", "load_model",
-           "localize_eval", "video_report"]
+           "localize_eval", "localize_report", "report", "video_report"]
 
 
 def video_report(path: str | Path, t: int = 16) -> dict[str, Any]:
@@ -63,11 +63,12 @@ def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = 
     """Accuracy, per-class accuracy and confusion of `model` (default: the bundled one)
     on a data set split; with `out`, write `evaluation.json` and `confusion.png` there."""
     from stviz.evaluate.model_eval import evaluate_model
-    from stviz.files import check_writable, write_json
+    from stviz.files import check_output_dir, check_writable, write_json
     from stviz.render.confusion import render_confusion
 
     written: list[Path] = []
     if out is not None:
+        check_output_dir(out)
         targets = [Path(out) / "evaluation.json", Path(out) / "confusion.png"]
         for target in targets:  # refuse before the work, not after
             check_writable(target, overwrite)
@@ -118,15 +119,16 @@ def load_classifier(model: Any = None, *, device: str = "auto", arch: str | None
                     classes: str | Path | None = None, frames: int | None = None,
                     input_size: int | None = None) -> Any:
     """A `VideoClassifier` to explain: `model` as loaded (an `AttentionModel` or a
-    `VideoClassifier`), or a stviz checkpoint folder/name (None: the bundled default), or
-    with `arch` a torchvision video state dict, or a TorchScript file (see
+    `VideoClassifier`), or a stviz checkpoint folder/name (None: the bundled default), or a
+    Hugging Face video transformer folder, or with `arch` a torchvision video state dict,
+    or a TorchScript file (see
     `stviz.explain.load_classifier` for `layout`, `classes`, `frames`, `input_size`)."""
     from stviz.explain import VideoClassifier, as_classifier
     from stviz.explain import load_classifier as load
 
     if isinstance(model, (VideoClassifier, AttentionModel)):
         return as_classifier(model)
-    return load(model, arch, layout=layout, classes=classes, frames=frames or 16,
+    return load(model, arch, layout=layout, classes=classes, frames=frames,
                 input_size=input_size, layer=layer, device=device)
 
 
@@ -145,7 +147,8 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
     explains windows of `window` frames every `stride` over the whole video.
 
     With `out`, write the files of `formats` there (default mp4, png, json; gif too; the
-    names are in `stviz.render.outputs`), refusing to replace existing ones unless
+    names are in `stviz.render.outputs`; html: the interactive report.html), refusing to
+    replace existing ones unless
     `overwrite`; `annotations`: a ground-truth file whose boxes and segments for this
     video are drawn; `render_size`: the overlay video's longest side at most (pixels; 0 or
     None: the video's own size). `progress(stage, done, total)` is called as work advances.
@@ -183,7 +186,8 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
             alpha: float = DEFAULT_ALPHA, overwrite: bool = False, device: str = "auto",
             progress: Any = None, params: dict[str, dict[str, Any]] | None = None,
             render_size: int | None = DEFAULT_RENDER_SIZE, **load_options: Any) -> CompareResult:
-    """Explain `video` with the model's own attention (stviz models) and each baseline
+    """Explain `video` with the model's own attention (stviz models; attention rollout for
+    Hugging Face video transformers) and each baseline
     method on the same frames, and measure how much they agree: Spearman correlation of
     the temporal curves, IoU of the top-15% spatial regions, for every pair. With `out`,
     write compare.mp4/.gif, compare.png and compare.json there. Other arguments as in
@@ -198,7 +202,8 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
     fmts, record = _prepare("compare", video, out, formats, overwrite, annotations, cmap,
                             alpha)
     clf = load_classifier(model, device=device, frames=frames, **load_options)
-    names = list(dict.fromkeys((["attention"] if clf.is_stviz else []) + list(baselines)))
+    own = [clf.own_attention] if clf.own_attention is not None else []
+    names = list(dict.fromkeys(own + list(baselines)))
     if len(names) < 2:
         raise StvizError(f"compare needs two methods or more, got {', '.join(names) or 'none'}"
                          "; pass another --baseline (e.g. --baseline gradcam --baseline ig)")
@@ -266,11 +271,113 @@ def annotations_summary(path: str | Path, format: str | None = None, *,
     return {**summarize(ann), "source": str(ann.source)}
 
 
-def localize_eval(dataset: str | Path, out: str | Path, **options: Any) -> Any:
+def localize_eval(dataset: str | Path, out: str | Path, *, html: bool = False,
+                  html_videos: int = 20, html_rank: str = "pointing_game",
+                  **options: Any) -> Any:
     """Explain every annotated video of a split with each method and measure spatial and
     temporal localization and faithfulness; writes metrics.json/.csv/.md and plots to
-    `out`, caching per-video results there so a rerun resumes. Options and result:
+    `out`, caching per-video results there so a rerun resumes. With `html`, also
+    report.html and video pages (see `localize_report`). Options and result:
     `stviz.evaluate.localize.localize_eval`."""
     from stviz.evaluate.localize import localize_eval as run
+    from stviz.files import check_writable
+    from stviz.render.html import REPORT_FILE
 
-    return run(dataset, out, **options)
+    if html:
+        _check_rank(html_rank)
+        check_writable(Path(out) / REPORT_FILE, options.get("overwrite", False))
+    result = run(dataset, out, **options)
+    if html and result.report:
+        result.written += localize_report(out, html_videos, html_rank, overwrite=True)
+    return result
+
+
+def _check_rank(metric: str) -> None:
+    from stviz.evaluate.scoring import VIDEO_TABLE
+
+    if metric not in VIDEO_TABLE:
+        raise StvizError(f"--html-rank {metric}: unknown; use one of {', '.join(VIDEO_TABLE)}")
+
+
+def localize_report(folder: str | Path, videos: int = 20, rank: str = "pointing_game", *,
+                    cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA,
+                    overwrite: bool = False, progress: Any = None) -> list[Path]:
+    """report.html of a finished localize-eval folder: the metric table, the plots, a row
+    per video, and a page (under videos/) for each of the `videos` worst and `videos` best
+    videos by the first method's `rank` metric, drawn from the cached explanations with
+    the ground truth of the run's annotation file. Needs no model."""
+    from stviz.datasets.annotations import load_annotations
+    from stviz.evaluate.localize import METRICS_FILE, cached_explanations, rank_videos, slug
+    from stviz.evaluate.report import metric_cells
+    from stviz.evaluate.scoring import VIDEO_TABLE
+    from stviz.files import check_writable, write_text
+    from stviz.render import html, outputs
+    from stviz.video import iter_frames
+
+    _check_rank(rank)
+    out = Path(folder)
+    check_writable(out / html.REPORT_FILE, overwrite)
+    try:
+        report = json.loads((out / METRICS_FILE).read_text())
+        rows = [html.VideoRow(r["id"], r["label"], r["correct"], r["metrics"])
+                for r in report["videos"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StvizError(f"{out / METRICS_FILE}: not a localize-eval report with per-video "
+                         f"results ({exc}); run `stviz localize-eval --html --overwrite` into "
+                         f"{out} (cached results are reused)") from exc
+    chosen = rank_videos(report, rank, videos)
+    ann = load_annotations(report["annotations"], report.get("format")) if chosen else None
+    for done, i in enumerate(chosen, start=1):
+        entry = report["videos"][i]
+        expls = cached_explanations(out, entry)
+        truth = outputs.ground_truth(ann.videos[entry["id"]], expls[0]) \
+            if entry["id"] in ann.videos else outputs.GroundTruth()
+        page = f"{html.VIDEOS_DIR}/{slug(entry['id'])}.html"
+        html.write_video_page(
+            expls, iter_frames(expls[0].video), out / page,
+            agreement=_agreement(expls), boxes=truth.boxes, segments=truth.segments,
+            title=entry["id"], back="../" + html.REPORT_FILE, cmap=cmap, alpha=alpha,
+            subtitle=f"class {entry['label']} · {rank} of {expls[0].method} "
+                     f"{rows[i].metrics[expls[0].method][rank]:.3f}", overwrite=True)
+        rows[i].page = page
+        if progress is not None:
+            progress("writing video pages", done, len(chosen))
+    plots = {caption: (out / name).read_bytes() for name, caption in (
+        ("metrics.png", "the metrics per method"),
+        ("faithfulness.png", "mean deletion and insertion curves")) if (out / name).is_file()}
+    page = html.localize_page(report, metric_cells(report), rows, plots, VIDEO_TABLE, rank)
+    return [write_text(out / html.REPORT_FILE, page, overwrite=True)]
+
+
+def _agreement(expls: Sequence[Any]) -> dict[str, Any] | None:
+    from stviz.explain import agreement_table
+
+    return agreement_table(expls) if len(expls) > 1 else None
+
+
+def report(folder: str | Path, *, annotations: str | Path | None = None,
+           videos: int = 20, rank: str = "pointing_game", cmap: str = DEFAULT_CMAP,
+           alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
+           progress: Any = None) -> list[Path]:
+    """report.html of an existing output folder, again, without the model: a localize-eval
+    folder (metrics.json; `videos`, `rank` as in `localize_report`), or an explain or
+    compare folder (explanation.json/.npz, or compare.json with methods/), whose video is
+    decoded again. `annotations`: ground truth to draw instead of the folder's own."""
+    from stviz.evaluate.localize import METRICS_FILE
+    from stviz.render import outputs
+
+    out = Path(folder)
+    if not out.is_dir():
+        raise StvizError(f"{out}: no such folder; pass the --out folder of `stviz explain`, "
+                         "`stviz compare` or `stviz localize-eval`")
+    outputs.check_style(cmap, alpha)
+    if (out / METRICS_FILE).is_file():
+        return localize_report(out, videos, rank, cmap=cmap, alpha=alpha, overwrite=overwrite,
+                               progress=progress)
+    ann = None
+    if annotations is not None:
+        from stviz.datasets.annotations import load_annotations
+
+        ann = load_annotations(annotations)
+    return outputs.rebuild_page(out, ann, cmap=cmap, alpha=alpha, overwrite=overwrite,
+                                progress=progress)

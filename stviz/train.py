@@ -31,7 +31,7 @@ from stviz.core.model import preprocess_frames
 from stviz.core.network import AttentionHead, ModelSpec, NetworkConfig, STAttentionNet
 from stviz.datasets.feature_cache import DEFAULT_CACHE, FeatureCache
 from stviz.errors import StvizError, warn
-from stviz.files import write_text
+from stviz.files import check_output_dir, write_text
 
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "last_state.pt"
@@ -168,6 +168,7 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
     reporter = reporter or _Silent()
     out = Path(out_dir)
     device = resolve_device(cfg.device)
+    check_output_dir(out)
     d = _Dist(device)
     if d.main and out.exists() and any(out.iterdir()) and not (resume or overwrite):
         raise StvizError(f"{out}: not empty; pass --resume to continue that run, "
@@ -199,6 +200,11 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
         data = _FeatureData(torch.from_numpy(np.stack([feats[i] for i in keep])))
         labels = [items[i].label for i in keep]
     train_pos, val_pos = _split_validation(labels, cfg.val_fraction, cfg.seed)
+    if not val_pos and d.main:
+        warn(f"{dataset}: the validation set is empty ({len(labels)} clips, --val-fraction "
+             f"{cfg.val_fraction:g} rounds to 0 clips per class); val_accuracy is measured on "
+             "the training clips, so pick the best epoch with care or pass a larger "
+             "--val-fraction")
     y = torch.tensor(labels)
 
     head = AttentionHead(net_cfg)
@@ -222,15 +228,20 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
     if resume:
         if not state_path.is_file():
             raise StvizError(f"{out}: nothing to resume (no {STATE_FILE}); drop --resume")
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
-        net.head.load_state_dict(saved["head"])
-        if cfg.finetune_backbone:
-            net.backbone.load_state_dict(saved["backbone"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        history = saved["history"]
-        torch.set_rng_state(saved["rng"])
+        saved = _load_state(state_path)
+        try:
+            net.head.load_state_dict(saved["head"])
+            if cfg.finetune_backbone:
+                net.backbone.load_state_dict(saved["backbone"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            state = dict(saved["state"])
+            history = list(saved["history"])
+            torch.set_rng_state(saved["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise StvizError(f"{state_path}: does not fit this run ({exc}); resume with the "
+                             "options it was trained with, or start again without --resume"
+                             ) from exc
 
     reporter.stage("train", cfg.epochs)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -304,6 +315,26 @@ def _validate(module: torch.nn.Module, data, y: torch.Tensor, pos: list[int],
         loss += float(total_loss(o.logits, o.masks, o.weights, target, cfg.loss)["loss"]) * len(idx)
         correct += int((o.logits.argmax(1) == target).sum())
     return {"val_loss": loss / len(pos), "val_accuracy": correct / len(pos)}
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """The resume state, read without unpickling arbitrary objects (`weights_only`: tensors
+    and plain containers only), so a crafted file in a shared run folder runs no code."""
+    import pickle
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise StvizError(f"{path}: holds objects other than tensors and plain values, refused "
+                         "(loading them could run code); delete it and start again without "
+                         "--resume") from exc
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise StvizError(f"{path}: not a stviz resume state ({type(exc).__name__}); delete it "
+                         "and start again without --resume") from exc
+    if not isinstance(saved, dict):
+        raise StvizError(f"{path}: not a stviz resume state; delete it and start again "
+                         "without --resume")
+    return saved
 
 
 def _save_state(path: Path, net, opt, sched, state, history, cfg: TrainConfig) -> None:

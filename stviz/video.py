@@ -3,8 +3,10 @@
 Decoding goes through OpenCV (whatever its FFmpeg backend opens: mp4, avi, mkv,
 webm, mov, gif) and returns RGB uint8 frames. Only the frames asked for are
 decoded into memory, so a long 1080p video is never loaded whole. `probe`
-verifies the frame count by seeking rather than decoding every frame; a
-truncated file keeps the frames that decode, with one warning. FFmpeg's own
+verifies the frame count by seeking rather than decoding every frame, and by
+demuxing (not decoding) the packets: a file cut short with its index at the front
+makes OpenCV return stale frames past the cut, so there the frames are counted by
+decoding. A truncated file keeps the frames that decode, with one warning. FFmpeg's own
 per-packet error messages are silenced (stviz reports what matters itself);
 set OPENCV_FFMPEG_LOGLEVEL to see them.
 
@@ -44,7 +46,7 @@ import cv2
 import numpy as np
 
 from stviz.errors import StvizError, warn
-from stviz.files import atomic_path
+from stviz.files import atomic_path, check_utf8
 
 # Read by OpenCV when it first opens a file with FFmpeg; a user's own setting wins.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
@@ -104,6 +106,7 @@ def _opencv_quiet() -> Iterator[None]:
 
 
 def _open(path: Path) -> cv2.VideoCapture:
+    check_utf8(path)  # OpenCV crashes (segfault) on a name that is not UTF-8
     if not path.exists():
         raise StvizError(f"{path}: no such file; check the path")
     if path.is_dir():
@@ -163,6 +166,38 @@ def _bisect_last(cap: cv2.VideoCapture, bad: int) -> int:
     return lo
 
 
+def _whole_packets(path: Path) -> int | None:
+    """Video packets the file holds whole, by demuxing without decoding (fast); None when
+    PyAV cannot open it. Fewer packets than frames means the data stops early."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    n = 0
+    with container:
+        if not container.streams.video:
+            return None
+        try:
+            for packet in container.demux(container.streams.video[0]):
+                n += bool(packet.size) and not packet.is_corrupt
+        except (av.FFmpegError, OSError, ValueError):
+            pass  # the data ends here
+    return n
+
+
+def _decodable_frames(path: Path) -> int:
+    """Frames PyAV decodes from the start until the data fails."""
+    import av
+
+    n = 0
+    with contextlib.suppress(av.FFmpegError, OSError, ValueError), av.open(str(path)) as c:
+        for _ in c.decode(video=0):
+            n += 1
+    return n
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Metadata with a verified frame count; warns when the file is truncated."""
     p = Path(path)
@@ -174,6 +209,13 @@ def probe(path: str | Path) -> VideoInfo:
         frames, frame = _count_frames(cap, claimed)
     finally:
         cap.release()
+    packets = _whole_packets(p)
+    if frame is not None and packets is not None and packets < frames:
+        # Cut short with its index at the front ("faststart"): OpenCV seeks past the data
+        # and returns stale frames, so count what really decodes.
+        frames = min(frames, _decodable_frames(p))
+        if frames == 0:
+            frame = None
     if frame is None:
         raise StvizError(
             f"{p}: no decodable frame; the file is empty or corrupt, re-encode or replace it"

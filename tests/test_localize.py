@@ -65,7 +65,7 @@ def resumed(data: Path, model: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("loc") / "out"
     clf = load_classifier(model, device="cpu")
     first = api.localize_eval(data, out, **options(clf, limit=1))
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.npz")}
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/*.npz")}
     second = api.localize_eval(data, out, **options(clf, overwrite=True))
     return out, first, second, stamps
 
@@ -137,7 +137,7 @@ def test_a_rerun_reuses_the_cache(resumed) -> None:
     assert (second.computed, second.reused) == (4, 2)
     assert len(stamps) == 2
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # read, not rewritten
-    assert len(list((out / "cache").rglob("*.npz"))) == 6
+    assert len(list((out / "cache").glob("*/*.npz"))) == 6
 
 
 def test_cli_prints_the_table_and_refuses_to_clobber(resumed, data: Path, model: Path,
@@ -213,7 +213,9 @@ def test_two_processes_under_torchrun(data: Path, model: Path, tmp_path: Path) -
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "metrics.json").read_text())
     assert report["n_videos"] == 3 and not report["skipped_videos"]
-    assert len(list((out / "cache").rglob("*.npz"))) == 6  # every rank wrote its share
+    entries = list((out / "cache").glob("*/*.npz"))
+    assert len(entries) == 6  # every rank wrote its share
+    assert all((e.with_suffix(".explanation") / "explanation.npz").is_file() for e in entries)
     assert done.stdout.strip() == str(out / "metrics.json")  # rank 0 alone reports
 
 

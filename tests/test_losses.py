@@ -82,3 +82,12 @@ def test_tv_time_is_the_hand_computed_change_between_frames():
     masks[0, 2, 1, 1] = 0.5
     assert torch.isclose(tv_time_loss(masks), torch.tensor(2.0 + 0.5))
     assert tv_time_loss(torch.ones(2, 4, 3, 3)) == 0
+
+
+def test_entropy_is_one_for_uniform_weights_and_zero_for_one_frame():
+    from stviz.core.losses import entropy_loss
+
+    assert torch.isclose(entropy_loss(torch.full((3, 8), 1 / 8)), torch.tensor(1.0))
+    assert entropy_loss(torch.eye(4)) == 0
+    two = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # log 2 / log 4, by hand
+    assert torch.isclose(entropy_loss(two), torch.tensor(0.5))

@@ -86,7 +86,8 @@ def test_defaults_are_the_papers_network():
     assert (cfg.spatial_pooling, cfg.temporal_input) == ("mean", "state")
     for switch in ({"coords": True}, {"spatial_pooling": "mask"}, {"temporal_input": "delta"},
                    {"temporal_input": "rectified"}, {"attention_window": 3},
-                   {"attention_floor": 0.1}):
+                   {"attention_floor": 0.1}, {"attention_source": "input-change"},
+                   {"classifier_hidden": 16}):
         other = tiny_config(**switch)
         assert not other.is_paper
         assert NetworkConfig(**other.to_dict()) == other  # what a checkpoint records
@@ -154,7 +155,10 @@ def test_delta_attention_sees_change_not_state():
 @pytest.mark.parametrize("switches", [{"coords": True}, {"spatial_pooling": "mask"},
                                       {"temporal_input": "delta"},
                                       {"coords": True, "spatial_pooling": "mask",
-                                       "temporal_input": "delta"}])
+                                       "temporal_input": "delta"},
+                                      {"spatial_pooling": "mask", "temporal_input": "rectified",
+                                       "attention_source": "input-change",
+                                       "classifier_hidden": 16}])
 def test_switched_heads_train(switches):
     torch.manual_seed(0)
     head = AttentionHead(tiny_config(**switches))
@@ -210,3 +214,39 @@ def test_rectified_change_keeps_an_action_that_returns_to_rest():
     assert head.classifier.in_features == 2 * 6 and head.attention.in_features == 2 * 6
     out = head(torch.randn(2, 4, 32, 3, 3))
     assert out.logits.shape == (2, 5) and torch.allclose(out.weights.sum(1), torch.ones(2))
+
+
+def test_input_change_attention_is_hand_computed_and_has_no_memory():
+    """beta's score is w . pool_M_t([relu(x_t - x_{t-1}), relu(x_{t-1} - x_t)]) + b on the
+    reduced input: frames that repeat their predecessor score alike, wherever they are."""
+    head = AttentionHead(tiny_config(spatial_pooling="mask", attention_source="input-change"))
+    head.eval()
+    assert head.attention.in_features == 2 * 8
+    assert not head.attention.weight.any()  # starts uniform; give it a score to check
+    torch.nn.init.normal_(head.attention.weight)
+    features = torch.randn(1, 6, 32, 3, 3)
+    features[0, 3:] = features[0, 2]  # the clip stands still from frame 2 on
+    out = head(features)
+    x = head.reduce(features[0])  # (T, 8, 3, 3)
+    m = out.masks[0].unsqueeze(1)  # (T, 1, 3, 3)
+    d = x - torch.cat([x[:1], x[:-1]])
+    rect = torch.cat([d.clamp_min(0), (-d).clamp_min(0)], 1)
+    pooled = (rect * m).sum((2, 3)) / (m.sum((2, 3)) + 0.1)
+    expected = torch.softmax(head.attention(pooled).squeeze(-1), 0)
+    assert torch.allclose(out.weights[0], expected, atol=1e-6)
+    still = out.weights[0, [0, 3, 4, 5]]
+    assert torch.allclose(still, still[:1].expand(4), atol=1e-7)
+    with pytest.raises(ValueError, match="attention_source"):
+        tiny_config(attention_source="future")
+    with pytest.raises(ValueError, match="pooling"):
+        tiny_config(attention_source="input-change", pooling="mean")
+
+
+def test_classifier_hidden_puts_a_nonlinearity_between_summary_and_logits():
+    head = AttentionHead(tiny_config(classifier_hidden=16)).eval()
+    assert [type(m).__name__ for m in head.classifier] == ["LayerNorm", "Linear", "GELU", "Linear"]
+    assert head.classifier[1].in_features == 6 and head.classifier[3].out_features == 5
+    out = head(torch.randn(2, 4, 32, 3, 3))
+    assert out.logits.shape == (2, 5)
+    with pytest.raises(ValueError, match="classifier_hidden"):
+        tiny_config(classifier_hidden=-1)

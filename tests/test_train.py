@@ -119,7 +119,8 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
             "random", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--quiet",
             "--spatial-pooling", "mask", "--temporal-input", "delta", "--attention-window", "3",
             "--attention-floor", "0.2", "--coords", "--lambda-area", "0.5", "--area-target",
-            "0.2", "--lambda-tv-time", "0.01"]
+            "0.2", "--lambda-tv-time", "0.01", "--attention-source", "input-change",
+            "--classifier-hidden", "12", "--lambda-entropy", "0.05"]
     with pytest.raises(SystemExit) as done:
         main(args)
     assert done.value.code == 0
@@ -127,9 +128,10 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
     net = model.spec.network
     assert (net.spatial_pooling, net.temporal_input, net.attention_window, net.attention_floor,
             net.coords) == ("mask", "delta", 3, 0.2, True)
+    assert (net.attention_source, net.classifier_hidden) == ("input-change", 12)
     loss = model.spec.provenance["train_config"]["loss"]
     assert loss == {"tv": 1e-5, "contrast": 1e-4, "unimodal": 1.0, "area": 0.5,
-                    "area_target": 0.2, "tv_time": 0.01}
+                    "area_target": 0.2, "tv_time": 0.01, "entropy": 0.05}
     record = json.loads((run / METRICS_FILE).read_text().splitlines()[0])
     assert np.isfinite(record["train_area"]) and np.isfinite(record["train_tv_time"])
     with pytest.raises(SystemExit) as bad:  # an even window is refused before any work
@@ -212,3 +214,40 @@ def test_localizing_head_finds_the_actor_and_weighs_the_window_more_than_the_pap
     assert accuracy > 0.8, accuracy
     assert on_actor > 0.6, on_actor
     assert in_window > paper_in_window + 0.1, (in_window, paper_in_window)
+
+
+class _RunsCode:
+    """Unpickling this object would call os.system: what a crafted state file holds."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_refuses_a_crafted_state_and_runs_nothing(synth_data: Path, tmp_path: Path,
+                                                         capsys):
+    run = tmp_path / "run"
+    train(synth_data, run, tiny_config(tmp_path, epochs=1))
+    state = run / "last_state.pt"
+    saved = torch.load(state, weights_only=True)  # a real resume state is plain data
+    marker = tmp_path / "code-ran"
+    torch.save({**saved, "history": _RunsCode(marker)}, state)
+    args = ["train", str(synth_data), "--out", str(run), "--resume", "--epochs", "2",
+            "--batch-size", "8", "-t", "4", "--input-size", "64", "--backbone", "resnet18",
+            "--backbone-weights", "random", "--cache-dir", str(tmp_path / "cache"),
+            "--device", "cpu", "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "holds objects other than tensors and plain values" in err
+    assert not marker.exists()
+    epochs = [json.loads(x)["epoch"] for x in (run / METRICS_FILE).read_text().splitlines()]
+    assert epochs == [1]  # nothing trained either
+
+
+def test_an_empty_validation_set_is_announced(synth_data: Path, tmp_path: Path):
+    with pytest.warns(UserWarning, match="the validation set is empty"):
+        train(synth_data, tmp_path / "run", tiny_config(tmp_path, epochs=1, val_fraction=0.01))

@@ -65,3 +65,32 @@ class Tiny3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc((self.body(x) ** 2).mean(dim=(2, 3, 4)))
+
+
+HF_FRAMES, HF_SIZE = 4, 32  # tiny Hugging Face video transformers: 4x4 patches of 8 px
+
+
+def tiny_hf(kind: str, folder, seed: int = 0, **overrides):
+    """Save a tiny random VideoMAE, TimeSformer or ViViT classifier (3 classes, 2 blocks,
+    2 heads) to `folder` with save_pretrained; returns the model. Token grids: VideoMAE
+    and ViViT 2x4x4 (tubelets of 2 frames), TimeSformer 4x4x4 (+ CLS)."""
+    import transformers
+
+    common = {"image_size": HF_SIZE, "num_frames": HF_FRAMES, "hidden_size": 16,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+              "num_labels": 3, "id2label": {0: "run", 1: "jump", 2: "walk"},
+              "label2id": {"run": 0, "jump": 1, "walk": 2}}
+    configs = {
+        "videomae": (transformers.VideoMAEConfig, {"patch_size": 8, "tubelet_size": 2},
+                     transformers.VideoMAEForVideoClassification),
+        "timesformer": (transformers.TimesformerConfig, {"patch_size": 8},
+                        transformers.TimesformerForVideoClassification),
+        "vivit": (transformers.VivitConfig, {"tubelet_size": [2, 8, 8]},
+                  transformers.VivitForVideoClassification),
+    }
+    config_class, own, model_class = configs[kind]
+    torch.manual_seed(seed)
+    model = model_class(config_class(**{**common, **own, **overrides})).eval()
+    transformers.logging.disable_progress_bar()  # keeps stderr to what stviz says
+    model.save_pretrained(folder)
+    return model

@@ -15,9 +15,10 @@ import click
 from rich.markup import escape
 
 from stviz import __version__
-from stviz.cli import evaluate, explain, info, train
+from stviz.cli import evaluate, explain, info, report, train
 from stviz.cli.common import err, show_warning
 from stviz.errors import StvizError
+from stviz.files import shown
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,27 +33,37 @@ def cli() -> None:
       stviz compare VIDEO            its attention beside Grad-CAM & co., and how they agree
       stviz models                   the checkpoints it can use
       stviz localize-eval DATASET    which method localizes the action best, in numbers
+      stviz report DIR               an output folder as one interactive HTML page
     """
 
 
 for _command in (info.info, info.models, explain.explain, explain.compare, train.synth,
-                 train.train, evaluate.evaluate, evaluate.annotations, evaluate.localize_eval):
+                 train.train, evaluate.evaluate, evaluate.annotations, evaluate.localize_eval,
+                 report.report):
     cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors exit 2 with one line, bugs exit 1 with a traceback."""
     warnings.showwarning = show_warning
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \xNN
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     try:
         cli.main(args=argv, prog_name="stviz", standalone_mode=False)
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every other user error
+        hint = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+        message = shown(exc.format_message().rstrip("."))
+        err.print(f"[red]error:[/] {escape(message)}{escape(hint)}", soft_wrap=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except StvizError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(shown(str(exc)))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

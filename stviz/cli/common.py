@@ -14,6 +14,10 @@ from rich.markup import escape
 
 from stviz.errors import StvizError, StvizWarning
 
+# Clip lengths a user may ask for; = stviz.core.checkpoint.MAX_FRAMES (a test checks),
+# kept literal here so that `stviz --help` does not import torch.
+FRAME_COUNT = click.IntRange(min=1, max=1024)
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -77,15 +81,19 @@ class Progress:
                             TimeElapsedColumn(), TimeRemainingColumn(), console=err,
                             disable=settings.quiet, transient=False)
         self.task: Any = None
+        self.started = False
 
     def __enter__(self) -> Progress:
-        self.bar.__enter__()
-        return self
+        return self  # the bar starts with its first stage: no blank line before an early error
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
+        if self.started:
+            self.bar.__exit__(*exc)
 
     def stage(self, name: str, total: int) -> None:
+        if not self.started:
+            self.bar.__enter__()
+            self.started = True
         if self.task is not None:
             self.bar.stop_task(self.task)
         self.task = self.bar.add_task(name, total=total)

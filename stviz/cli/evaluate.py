@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from stviz.cli.common import Progress, Settings, common_options, out
+from stviz.cli.common import FRAME_COUNT, Progress, Settings, common_options, out
 from stviz.datasets.annotations import FORMATS
 from stviz.evaluate.scoring import DEFAULT_METHODS, DEFAULT_STEPS
 
@@ -26,8 +27,9 @@ _FORMAT_HELP = "Annotation format (default: told from the content)."
 @click.option("--split-number", type=click.IntRange(min=1), default=1, show_default=True,
               help="gttubes only: which official split gives the train/test counts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@common_options
 def annotations(file: Path, fmt: str | None, label_map: Path | None, split_number: int,
-                as_json: bool) -> None:
+                as_json: bool, settings: Settings) -> None:
     """Summarize a ground-truth annotation file: format, videos, classes, tubes,
     annotated frames and frame sizes.
 
@@ -71,6 +73,27 @@ def _size_range(s: dict[str, Any]) -> str:
     return f"{w} x {h} (width x height)"
 
 
+def html_options(flag: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--html-videos and --html-rank (and with `flag`, --html): the localize-eval report
+    page, here and in `stviz report`."""
+    from stviz.evaluate.scoring import VIDEO_TABLE
+
+    def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = click.option("--html-rank", type=click.Choice(VIDEO_TABLE),
+                          default="pointing_game", show_default=True,
+                          help="Per-video metric of the first method that picks the worst "
+                               "and best videos.")(fn)
+        fn = click.option("--html-videos", type=click.IntRange(min=0), default=20,
+                          show_default=True, metavar="N",
+                          help="Video pages for the N worst and the N best videos.")(fn)
+        if flag:
+            fn = click.option("--html", is_flag=True, help="Also write report.html, an "
+                              "interactive page of the results (no network needed).")(fn)
+        return fn
+
+    return add
+
+
 @click.command("localize-eval")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--annotations", "annotations_file", type=click.Path(path_type=Path),
@@ -78,14 +101,16 @@ def _size_range(s: dict[str, Any]) -> str:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help=_FORMAT_HELP)
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True,
               metavar="M1,M2,...", help="Explanation methods, comma-separated: attention, "
-              "gradcam, guided-gradcam, saliency, smoothgrad, ig, occlusion, frame-ablation.")
+              "attention-rollout, gradcam, guided-gradcam, saliency, smoothgrad, ig, "
+              "occlusion, frame-ablation.")
 @click.option("--model", "-m", default=None, metavar="NAME|DIR",
-              help="Checkpoint folder or model name (default: the bundled actions10-lite0).")
+              help="Checkpoint folder or model name, or a Hugging Face video transformer "
+                   "folder (default: the bundled actions10-lite0).")
 @click.option("--split", default="test", show_default=True,
               help="Split to evaluate (ignored when the annotations have no splits).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N annotated videos of the split (by id).")
-@click.option("--frames", "-t", "t", type=click.IntRange(min=1), default=None,
+@click.option("--frames", "-t", "t", type=FRAME_COUNT, default=None,
               help="Clip length T [default: the model's].")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Report and cache folder [default: "
@@ -99,11 +124,12 @@ def _size_range(s: dict[str, Any]) -> str:
 @click.option("--overwrite", is_flag=True,
               help="Rewrite the reports of a finished run in --out (cached results are "
               "still reused).")
+@html_options()
 @common_options
 def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None, methods: str,
                   model: str | None, split: str, limit: int | None, t: int | None,
                   out_dir: Path | None, steps: int, no_faithfulness: bool, overwrite: bool,
-                  settings: Settings) -> None:
+                  html: bool, html_videos: int, html_rank: str, settings: Settings) -> None:
     """Measure how well explanation methods localize actions, against ground truth.
 
     Every method explains every annotated video of the split (the ground-truth
@@ -127,7 +153,10 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
 
     Writes metrics.json, metrics.csv, metrics.md, metrics.png and
     faithfulness.png to --out, and one cache entry per video and method to
-    --out/cache. Resuming: rerun the same command and only what is missing is
+    --out/cache. With --html also report.html: the sortable metric table, the
+    plots and a row per video, linking to a page (in --out/videos) with the video
+    and every method's heatmap for the --html-videos worst and best videos.
+    Resuming: rerun the same command and only what is missing is
     computed (entries are keyed by model, method, T, steps, video and
     annotation, so a change recomputes only what it affects). metrics.json marks
     a finished run: rerunning into it needs --overwrite. For several processes
@@ -137,6 +166,7 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
     Examples:
       stviz synth data/s --n-train 0 --n-test 20 --seed 1
       stviz localize-eval data/s --methods attention,gradcam,ig --out runs/loc
+      stviz localize-eval data/s --out runs/loc --html --html-videos 5
       stviz localize-eval UCF101 --annotations ucf101_24_pyannot.pkl --model DIR
       torchrun --nproc_per_node 4 -m stviz localize-eval data/s --out runs/loc
     """
@@ -157,7 +187,8 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
             dataset, out_dir, annotations=annotations_file, format=fmt,
             methods=methods.split(","), model=model, split=split, limit=limit, frames=t,
             faithfulness=not no_faithfulness, steps=steps, device=settings.device,
-            overwrite=overwrite, progress=advance)
+            overwrite=overwrite, progress=advance, html=html, html_videos=html_videos,
+            html_rank=html_rank)
     report = result.report
     if not report:
         return

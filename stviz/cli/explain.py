@@ -17,12 +17,13 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from stviz.cli.common import Settings, StageProgress, common_options, out
+from stviz.cli.common import FRAME_COUNT, Settings, StageProgress, common_options, out
 
-METHODS = ("attention", "gradcam", "guided-gradcam", "saliency", "smoothgrad", "ig",
-           "occlusion", "frame-ablation")
+METHODS = ("attention", "attention-rollout", "gradcam", "guided-gradcam", "saliency",
+           "smoothgrad", "ig", "occlusion", "frame-ablation")
 # Each method's parameters and defaults, for --help (checked against the classes by a test).
-METHOD_PARAMS = {"smoothgrad": "samples=8 noise=0.15 batch=2 seed=0", "ig": "steps=32 batch=2",
+METHOD_PARAMS = {"attention-rollout": "head_fusion=mean discard=0.0",
+                 "smoothgrad": "samples=8 noise=0.15 batch=2 seed=0", "ig": "steps=32 batch=2",
                  "occlusion": "window_frames=auto stride_frames=auto window_cells=2 "
                               "stride_cells=1 batch=4",
                  "frame-ablation": "batch=4"}
@@ -34,6 +35,10 @@ PEAKS = 3
 
 _SHARED = ("model", "target", "frames", "out_dir", "formats", "annotations", "cmap", "alpha",
            "render_size", "overwrite", "arch", "layout", "layer", "classes", "input_size")
+HTML_HELP = ("Also write report.html: one self-contained page (no network, opens from "
+             "file://) with the video, the heatmap following the playhead, an opacity slider, "
+             "the temporal curves (click to seek), ground truth, prediction and runtimes. "
+             "Rebuild it later with `stviz report DIR`.")
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,18 +46,21 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     command as one `shared` dict of `stviz.api` keywords (`out` defaulted per video)."""
     options = [
         click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
-                     help="stviz checkpoint folder or model name, or with --arch a weights "
-                          "file, or a TorchScript file [default: the bundled actions10-lite0]."),
+                     help="stviz checkpoint folder or model name, a Hugging Face VideoMAE, "
+                          "TimeSformer or ViViT folder (save_pretrained; needs stviz"
+                          "[transformers]), with --arch a weights file, or a TorchScript file "
+                          "[default: the bundled actions10-lite0]."),
         click.option("--target", default=None, metavar="CLASS",
                      help="Class to explain, by name or index [default: the predicted one]."),
-        click.option("--frames", "-t", type=click.IntRange(min=1), default=None, metavar="T",
+        click.option("--frames", "-t", type=FRAME_COUNT, default=None, metavar="T",
                      help="Frames sampled uniformly per clip [default: the model's T]."),
         click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                      default=None, help="Folder for the files [default: stviz-out/<video "
                                         "name without extension>]."),
         click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True,
                      metavar="LIST", help="Comma-separated: mp4 and/or gif (the video), png "
-                                          "(figures), json (numbers)."),
+                                          "(figures), json (numbers), html (as --html)."),
+        click.option("--html", is_flag=True, help=HTML_HELP),
         click.option("--annotations", type=click.Path(path_type=Path), default=None,
                      metavar="FILE", help="Ground truth to draw: boxes in the key frames, "
                      "segments shaded over time. Any format `stviz` reads (synth "
@@ -72,13 +80,15 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Replace existing files in --out (never done otherwise)."),
         click.option("--arch", default=None,
                      help="Other classifiers: torchvision architecture of a state-dict file "
-                          "given as --model (r3d_18, mc3_18, r2plus1d_18, s3d)."),
+                          "given as --model (r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, "
+                          "swin3d_t)."),
         click.option("--layout", type=click.Choice(["NCTHW", "NTCHW"]), default="NCTHW",
                      show_default=True, help="Other classifiers: the input layout a "
                                              "TorchScript model takes."),
         click.option("--layer", default=None, metavar="NAME",
                      help="Grad-CAM layer, a module name or its unique suffix [default: the "
-                          "last spatial feature map]."),
+                          "last spatial feature map; for transformers the last block's input "
+                          "tokens, laid out on the model's (frames, h, w) token grid]."),
         click.option("--classes", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      metavar="FILE", help="Other classifiers: class names, one a line or a "
                                           "JSON list."),
@@ -93,6 +103,8 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         shared = {name: kwargs.pop(name) for name in _SHARED}
         shared["out"] = shared.pop("out_dir") or api.default_out_dir(kwargs["video"])
+        if kwargs.pop("html"):
+            shared["formats"] += ",html"
         return fn(*args, shared=shared, **kwargs)
 
     return functools.reduce(lambda f, option: option(f), reversed(options), bundle)
@@ -102,11 +114,17 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--method", default="attention", show_default=True, metavar="NAME",
               help="One of: " + ", ".join(METHODS) + ". attention is the model's own "
-                   "masks and temporal weights (stviz models; free with inference).")
+                   "masks and temporal weights (stviz models; free with inference). "
+                   "attention-rollout is a video transformer's own attention (Hugging Face "
+                   "VideoMAE, TimeSformer, ViViT), rolled out through its layers (Abnar & "
+                   "Zuidema 2020); for TimeSformer's divided attention each block is its "
+                   "temporal step (each patch over the frames) then its spatial step (each "
+                   "frame's patches; the CLS token averages its per-frame rows), both rolled "
+                   "out in the order they run.")
 @click.option("--dense", is_flag=True,
               help="Explain windows over the whole video instead of interpolating between "
                    "T sampled frames (slower; every frame gets its own map).")
-@click.option("--window", type=click.IntRange(min=1), default=None, metavar="FRAMES",
+@click.option("--window", type=FRAME_COUNT, default=None, metavar="FRAMES",
               help="--dense: frames per window [default: T].")
 @click.option("--stride", type=click.IntRange(min=1), default=None, metavar="FRAMES",
               help="--dense: frames between window starts [default: window / 2].")
@@ -122,8 +140,9 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
     Writes, into --out: overlay.mp4 (the heatmap over every frame at the video's
     fps, with a relevance timeline), temporal.png (relevance over time with key
     frames), keyframes.png (the most relevant frames), explanation.json (prediction,
-    peak frames, settings) and explanation.npz (the maps and curves), and prints
-    the prediction, the peak frames and the timings. Existing files are never
+    peak frames, settings) and explanation.npz (the maps and curves), with --html
+    report.html (all of it in one interactive page), and prints the prediction, the
+    peak frames and the timings. Existing files are never
     replaced without --overwrite.
 
     \b
@@ -132,8 +151,10 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
       stviz explain clip.mp4 --method gradcam --target jump --format mp4,gif
       stviz explain clip.mp4 --method ig --param steps=64
       stviz explain clip.mp4 --dense --window 16 --stride 4 --out runs/clip
-      stviz explain clip.mp4 --model runs/my-model --annotations annotations.json
+      stviz explain clip.mp4 --model runs/my-model --annotations annotations.json --html
       stviz explain clip.mp4 --model r3d.pt --arch r3d_18 --method gradcam
+      stviz explain clip.mp4 --model videomae-folder/ --method attention-rollout \
+          -p head_fusion=max -p discard=0.9
     """
     from stviz import api
 
@@ -170,18 +191,23 @@ def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
             shared: dict[str, Any], settings: Settings) -> None:
     """Explain VIDEO with several methods and measure how much they agree.
 
-    The model's own attention (stviz models) and every --baseline explain the same
-    sampled frames. Agreement of every pair: Spearman correlation of the temporal
-    curves ("when") and IoU of the top-15% spatial regions ("where"), averaged over
-    frames. Writes, into --out: compare.mp4 (the methods side by side on every
-    frame), compare.png (their maps on the key frames, and their curves) and
-    compare.json (each method's seconds and curve, and the pairwise agreement).
+    The model's own attention (stviz models; attention-rollout for Hugging Face video
+    transformers) and every --baseline explain the same sampled frames. Agreement of
+    every pair: Spearman correlation of the temporal curves ("when") and IoU of the
+    top-15% spatial regions ("where"), averaged over frames. Writes, into --out:
+    compare.mp4 (the methods side by side on every frame), compare.png (their maps on
+    the key frames, and their curves) and compare.json (each method's seconds and
+    curve, and the pairwise agreement); with --html report.html, one page to switch
+    between the methods' heatmaps on the playing video (their maps are kept in
+    methods/ to rebuild it).
 
     \b
     Examples:
       stviz compare clip.mp4 --baseline gradcam --baseline ig
       stviz compare clip.mp4 -b gradcam,saliency,occlusion --format png,json
+      stviz compare clip.mp4 -b gradcam,saliency --html
       stviz compare clip.mp4 -b ig,smoothgrad -p ig.steps=16 -p smoothgrad.samples=4
+      stviz compare clip.mp4 --model timesformer-folder/ -b gradcam,ig
     """
     from stviz import api
 
@@ -218,7 +244,8 @@ def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
 def parse_params(values: tuple[str, ...], methods: list[str], prefixed: bool = False
                  ) -> dict[str, dict[str, Any]]:
     """`--param` values ("ig.steps=16", or "steps=16" for the only method) -> {method:
-    {name: value}}; values are numbers or "none". Names are checked by the methods."""
+    {name: value}}; values are numbers, "none", or words (head_fusion=max). Names and
+    values are checked by the methods."""
     parsed: dict[str, dict[str, Any]] = {}
     for item in values:
         key, sep, raw = item.partition("=")
@@ -235,7 +262,7 @@ def parse_params(values: tuple[str, ...], methods: list[str], prefixed: bool = F
     return parsed
 
 
-def _param_value(item: str, raw: str) -> int | float | None:
+def _param_value(item: str, raw: str) -> int | float | str | None:
     if raw.lower() in ("none", "auto"):
         return None
     for kind in (int, float):
@@ -243,6 +270,8 @@ def _param_value(item: str, raw: str) -> int | float | None:
             return kind(raw)
         except ValueError:
             pass
+    if raw.isidentifier():  # a word: the method checks it (and numeric parameters refuse it)
+        return raw
     raise click.BadParameter(f"{item!r}: {raw!r} is not a number", param_hint="--param")
 
 
@@ -291,7 +320,7 @@ def _say_end(result: Any, labels: dict[str, str]) -> None:
     if result.files:
         folder = result.files[0].parent
         out.print(f"[bold]wrote[/] {escape(str(folder))}/: "
-                  + ", ".join(escape(p.name) for p in result.files))
+                  + ", ".join(escape(str(p.relative_to(folder))) for p in result.files))
     if result.bundled_synthetic:
         from stviz.core.checkpoint import DEFAULT_MODEL
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from stviz.cli.common import Settings, common_options, existing_file, out
+from stviz.cli.common import FRAME_COUNT, Settings, common_options, existing_file, out
 
 
 @click.command()
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--frames", "-t", "t", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--frames", "-t", "t", type=FRAME_COUNT, default=16, show_default=True,
               help="Clip length T: frames sampled uniformly over the video.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @common_options

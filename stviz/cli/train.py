@@ -105,6 +105,18 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
                    "mask-pooled input features centred on each frame, a small 1-D "
                    "convolution, instead of from the recurrent state: a frame scores by what "
                    "changes around it. 0 keeps the paper's w . hbar_t.")
+@click.option("--attention-source", type=click.Choice(["recurrent", "input-change"]),
+              default="recurrent", show_default=True,
+              help="Beyond the paper. What temporal attention scores: the paper's recurrent "
+                   "summary (as --temporal-input gives it), or the rectified change of the "
+                   "input features at the attended place, pool_M_t([relu(x_t - x_{t-1}), "
+                   "relu(x_{t-1} - x_t)]). The latter has no memory, so no weight lingers "
+                   "after the action while the ConvLSTM settles.")
+@click.option("--classifier-hidden", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Beyond the paper. Classify the attended summary with a small MLP "
+                   "(Linear-GELU-Linear, this many hidden units) instead of one Linear: a "
+                   "sum of rectified changes tells \"up and back\" (a flash) from \"up\" (a "
+                   "colour change) only through a nonlinearity. 0 keeps the paper's Linear.")
 @click.option("--attention-floor", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               show_default=True,
               help="Beyond the paper. Mix beta with the uniform weight: (1 - a) softmax + a/T, "
@@ -121,6 +133,10 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
               help="Beyond the paper. Weight of the mask's total variation between "
                    "consecutive frames: frames that temporal attention ignores keep the "
                    "place their neighbours found.")
+@click.option("--lambda-entropy", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Beyond the paper. Weight of beta's normalized entropy H(beta) / log T: "
+                   "sharpens the temporal weights without reordering the frames, so the "
+                   "weight gathers where attention ranks highest.")
 @click.option("--split", default="train", show_default=True, help="Split to train on.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.1, show_default=True)
 @click.option("--finetune-backbone", is_flag=True,
@@ -138,8 +154,10 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
           backbone_weights: Path | None, lambda_tv: float, lambda_contrast: float,
           lambda_unimodal: float, no_mask: bool, pooling: str, recurrent: str,
           reference_widths: bool, spatial_pooling: str, temporal_input: str,
-          attention_window: int, attention_floor: float, coords: bool, lambda_area: float,
-          area_target: float, lambda_tv_time: float, split: str, val_fraction: float,
+          attention_window: int, attention_source: str, classifier_hidden: int,
+          attention_floor: float, coords: bool, lambda_area: float,
+          area_target: float, lambda_tv_time: float, lambda_entropy: float,
+          split: str, val_fraction: float,
           finetune_backbone: bool, seed: int, no_amp: bool, cache_dir: Path, resume: bool,
           overwrite: bool, settings: Settings) -> None:
     """Train the spatio-temporal attention network from class labels only.
@@ -165,7 +183,9 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                                "recurrent": recurrent, "spatial_pooling": spatial_pooling,
                                "temporal_input": temporal_input, "coords": coords,
                                "attention_window": attention_window,
-                               "attention_floor": attention_floor}
+                               "attention_floor": attention_floor,
+                               "attention_source": attention_source,
+                               "classifier_hidden": classifier_hidden}
     if reference_widths:
         network.update(mask_hidden=(1024, 512), reduce_channels=None, lstm_hidden=512)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -174,7 +194,8 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                       backbone_weights=str(backbone_weights) if backbone_weights else None,
                       network=network, loss=LossWeights(lambda_tv, lambda_contrast,
                                                         lambda_unimodal, lambda_area,
-                                                        area_target, lambda_tv_time),
+                                                        area_target, lambda_tv_time,
+                                                        lambda_entropy),
                       finetune_backbone=finetune_backbone, seed=seed, device=settings.device,
                       amp=not no_amp, cache_dir=str(cache_dir), split=split)
     with TrainProgress(settings) as bar:

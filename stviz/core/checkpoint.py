@@ -7,6 +7,7 @@ shipped checkpoint to a few MB; a fine-tuned backbone is stored too.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from stviz.core.backbones import create_backbone
 from stviz.core.network import ARCHITECTURE, AttentionHead, ModelSpec, NetworkConfig, STAttentionNet
 from stviz.errors import StvizError
-from stviz.files import atomic_path, write_json
+from stviz.files import write_bytes, write_json
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -83,6 +84,7 @@ def read_spec(ckpt: Path) -> ModelSpec:
         raise StvizError(f"{cfg_path}: a checkpoint of architecture {arch!r}, not "
                          f"{ARCHITECTURE!r}; stviz loads only its own attention networks "
                          "(other classifiers go through --arch/--layout)")
+    _check_values(raw, cfg_path)
     try:
         network = NetworkConfig(**raw["network"])
         fields = {k: raw[k] for k in ModelSpec.__dataclass_fields__ if k in raw and k != "network"}
@@ -94,6 +96,69 @@ def read_spec(ckpt: Path) -> ModelSpec:
         raise StvizError(f"{cfg_path}: {len(spec.classes)} class names for "
                          f"{network.num_classes} outputs; fix the config's 'classes'")
     return spec
+
+
+# What each config value must be, beyond what the dataclasses check themselves: JSON
+# gives any type, and a wrong one surfaced as a traceback deep inside the backbone.
+MAX_FRAMES = 1024  # frames in a clip: beyond this a clip does not fit in memory anyway
+_COUNTS = ("num_classes", "in_channels", "lstm_hidden", "reduce_channels", "frames")
+_NUMBERS = ("dropout", "mask_init_bias", "attention_floor")
+_FLAGS = ("use_mask", "coords", "finetuned_backbone")
+_NAMES = ("recurrent", "pooling", "spatial_pooling", "temporal_input", "backbone",
+          "backbone_weights")
+
+
+def _check_values(raw: dict[str, Any], path: Path) -> None:
+    """Refuse config values of the wrong type or range, naming the key."""
+    if not isinstance(raw.get("network"), dict):
+        raise StvizError(f"{path}: invalid config (no 'network' object); re-save the checkpoint")
+    values = {**raw, **raw["network"]}
+
+    def count(v: Any, least: int = 1, most: int = 65536) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and least <= v <= most
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    checks: list[tuple[str, bool, str]] = []
+    for key in _COUNTS:
+        if key in values and not (key == "reduce_channels" and values[key] is None):
+            most = MAX_FRAMES if key == "frames" else 65536
+            checks.append((key, count(values[key], 1, most), f"a whole number in 1..{most}"))
+    for key in _NUMBERS:
+        if key in values:
+            checks.append((key, number(values[key]), "a number"))
+    for key in _FLAGS:
+        if key in values:
+            checks.append((key, isinstance(values[key], bool), "true or false"))
+    for key in _NAMES:
+        if key in values:
+            checks.append((key, isinstance(values[key], str), "a string"))
+    if "input_size" in values:
+        checks.append(("input_size", count(values["input_size"], 8, 4096),
+                       "a whole number of pixels in 8..4096"))
+    if "attention_window" in values:
+        checks.append(("attention_window", count(values["attention_window"], 0, MAX_FRAMES),
+                       f"a whole number in 0..{MAX_FRAMES}"))
+    if "mask_hidden" in values:
+        checks.append(("mask_hidden", isinstance(values["mask_hidden"], list)
+                       and len(values["mask_hidden"]) == 2
+                       and all(count(v) for v in values["mask_hidden"]),
+                       "two whole numbers in 1..65536"))
+    for key in ("mean", "std"):
+        if key in values:
+            v = values[key]
+            checks.append((key, isinstance(v, list) and len(v) == 3
+                           and all(number(x) and (key == "mean" or x > 0) for x in v),
+                           "three numbers" + (" > 0" if key == "std" else "")))
+    if "classes" in values:
+        checks.append(("classes", isinstance(values["classes"], list)
+                       and all(isinstance(c, str) for c in values["classes"]),
+                       "a list of class names"))
+    for key, ok, what in checks:
+        if not ok:
+            raise StvizError(f"{path}: invalid config: {key!r} is {values[key]!r}, must be "
+                             f"{what}; fix the value or re-save the checkpoint")
 
 
 def build_network(spec: ModelSpec, backbone_weights: str | Path | None = None) -> STAttentionNet:
@@ -114,19 +179,29 @@ def build_network(spec: ModelSpec, backbone_weights: str | Path | None = None) -
 def save_checkpoint(net: STAttentionNet, spec: ModelSpec, out_dir: str | Path,
                     overwrite: bool = True) -> Path:
     """Write weights (head only for a frozen backbone) and config, each atomically."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {f"head.{k}": v for k, v in net.head.state_dict().items()}
     if spec.finetuned_backbone:
         state.update({f"backbone.{k}": v for k, v in net.backbone.state_dict().items()})
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    with atomic_path(out / WEIGHTS_FILE, overwrite) as tmp:
-        save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE,
-                                             "format_version": str(FORMAT_VERSION)})
+    write_bytes(out / WEIGHTS_FILE, _safetensors_bytes(state, {
+        "architecture": ARCHITECTURE, "format_version": str(FORMAT_VERSION)}), overwrite)
     write_json(out / CONFIG_FILE, {"format_version": FORMAT_VERSION, **spec.to_dict()}, overwrite)
     return out
+
+
+def _safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file whose JSON header has its keys sorted: the library writes its
+    metadata map in hash order, so identical weights gave different bytes run to run."""
+    from safetensors.torch import save
+
+    data = save(state, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True,
+                        separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8 bytes
+    return len(header).to_bytes(8, "little") + header + data[8 + size:]
 
 
 def load_network(
@@ -147,6 +222,7 @@ def load_network(
     except (SafetensorError, OSError, ValueError) as exc:
         raise StvizError(f"{wpath}: corrupt or not a safetensors file ({exc}); "
                          "re-download or re-train the model") from exc
+    check_finite(state, wpath)
     net = build_network(spec, backbone_weights)
     head = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
     _load_strict(net.head, head, wpath, "head")
@@ -154,6 +230,18 @@ def load_network(
         bb = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
         _load_strict(net.backbone, bb, wpath, "backbone")
     return net.to(device).eval(), spec, ckpt
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN or infinity (a damaged file): they would give NaN scores
+    and maps, and metrics computed from them."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items()
+           if torch.is_tensor(v) and v.is_floating_point()}
+    bad = {k: n for k, n in bad.items() if n}
+    if bad:
+        raise StvizError(f"{path}: {sum(bad.values())} weights are NaN or infinite (e.g. in "
+                         f"{next(iter(bad))!r}); the file is damaged, re-download or re-train "
+                         "the model")
 
 
 def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path,

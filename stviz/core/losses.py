@@ -6,6 +6,7 @@ weights (B, T), summed over frames and positions and averaged over the batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -19,11 +20,13 @@ class LossWeights:
     tv: float = 1e-5
     contrast: float = 1e-4
     unimodal: float = 1.0
-    # Beyond the paper (off by default): l_area * relu(mean(M) - area_target) and
-    # l_tv_time * the total variation of the mask between consecutive frames.
+    # Beyond the paper (off by default): l_area * relu(mean(M) - area_target),
+    # l_tv_time * the total variation of the mask between consecutive frames and
+    # l_entropy * the normalized entropy of beta.
     area: float = 0.0
     area_target: float = 0.1
     tv_time: float = 0.0
+    entropy: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -71,6 +74,17 @@ def area_loss(masks: torch.Tensor, target: float) -> torch.Tensor:
     return F.relu(masks.mean(dim=(-3, -2, -1)) - target).mean()
 
 
+def entropy_loss(weights: torch.Tensor) -> torch.Tensor:
+    """H(beta) / log T per clip, averaged over the batch: 1 for uniform weights, 0 for one
+    frame. Sharpens beta without reordering frames, so the weight gathers on the frames
+    attention already ranks first."""
+    t = weights.shape[-1]
+    if t < 2:
+        return weights.new_zeros(())
+    h = -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1)
+    return (h / math.log(t)).mean()
+
+
 def total_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
                labels: torch.Tensor, lw: LossWeights) -> dict[str, torch.Tensor]:
     """All loss terms and their weighted sum under key "loss"."""
@@ -81,8 +95,9 @@ def total_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
         "unimodal": unimodal_loss(weights.float()),
         "area": area_loss(masks.float(), lw.area_target),
         "tv_time": tv_time_loss(masks.float()),
+        "entropy": entropy_loss(weights.float()),
     }
     terms["loss"] = (terms["ce"] + lw.tv * terms["tv"] + lw.contrast * terms["contrast"]
                      + lw.unimodal * terms["unimodal"] + lw.area * terms["area"]
-                     + lw.tv_time * terms["tv_time"])
+                     + lw.tv_time * terms["tv_time"] + lw.entropy * terms["entropy"])
     return terms

@@ -22,6 +22,7 @@ RECURRENT = ("convlstm", "lstm", "none")
 POOLING = ("attention", "mean")
 SPATIAL_POOLING = ("mean", "mask")
 TEMPORAL_INPUT = ("state", "delta", "rectified")
+ATTENTION_SOURCE = ("recurrent", "input-change")
 
 
 @dataclass
@@ -51,8 +52,17 @@ class NetworkConfig:
     # "delta": beta and the summary from d_t = h_t - h_{t-1}; "rectified": from
     # [relu(d_t), relu(-d_t)], which does not telescope to 0 over an action that returns
     temporal_input: str = "state"
+    # "input-change": beta's score from the rectified change of the input features at the
+    # attended place, pool_M_t(x_t - x_{t-1}); no recurrence, so no weight lingers while the
+    # ConvLSTM settles after the action
+    attention_source: str = "recurrent"
     attention_window: int = 0  # k > 0: beta's score adds k frames of masked input around t
     attention_floor: float = 0.0  # beta = (1 - a) softmax + a / T: every frame trains the mask
+    # k > 0: the classifier is LayerNorm-Linear-GELU-Linear with k hidden units instead of
+    # one Linear: a sum of rectified changes tells "up then down" (a flash) from "up" (a
+    # colour change) only through a nonlinearity. The LayerNorm matters: summed changes
+    # start tiny, and without it the MLP never leaves chance
+    classifier_hidden: int = 0
 
     def __post_init__(self) -> None:
         self.mask_hidden = tuple(self.mask_hidden)  # JSON gives lists
@@ -66,19 +76,28 @@ class NetworkConfig:
         if self.temporal_input not in TEMPORAL_INPUT:
             raise ValueError(f"temporal_input must be one of {TEMPORAL_INPUT}, "
                              f"not {self.temporal_input!r}")
+        if self.attention_source not in ATTENTION_SOURCE:
+            raise ValueError(f"attention_source must be one of {ATTENTION_SOURCE}, "
+                             f"not {self.attention_source!r}")
+        if self.attention_source != "recurrent" and self.pooling != "attention":
+            raise ValueError("attention_source needs pooling='attention'")
         if self.attention_window < 0 or (self.attention_window and self.attention_window % 2 == 0):
             raise ValueError(f"attention_window must be 0 or an odd number of frames, "
                              f"not {self.attention_window}")
         if not 0 <= self.attention_floor < 1:
             raise ValueError(f"attention_floor must be in [0, 1), not {self.attention_floor}")
+        if self.classifier_hidden < 0:
+            raise ValueError(f"classifier_hidden must be >= 0, not {self.classifier_hidden}")
         if self.attention_window and self.pooling != "attention":
             raise ValueError("attention_window needs pooling='attention'")
 
     @property
     def is_paper(self) -> bool:
         """True when nothing beyond the paper's network is switched on."""
-        return not (self.coords or self.attention_window or self.attention_floor) and (
-            self.spatial_pooling, self.temporal_input) == ("mean", "state")
+        return not (self.coords or self.attention_window or self.attention_floor
+                    or self.classifier_hidden) and (
+            self.spatial_pooling, self.temporal_input, self.attention_source) == (
+            "mean", "state", "recurrent")
 
     @classmethod
     def reference(cls, num_classes: int, in_channels: int = 2048) -> NetworkConfig:
@@ -163,12 +182,21 @@ class AttentionHead(nn.Module):
         if config.temporal_input == "rectified":
             c *= 2
         self.attention = nn.Linear(c, 1) if config.pooling == "attention" else None
-        self.classifier = nn.Linear(c, config.num_classes)
+        if config.attention_source == "input-change":  # reads [relu(dx), relu(-dx)] instead
+            self.attention = nn.Linear(2 * (config.reduce_channels or config.in_channels), 1)
+            # Start uniform: raw input changes are large, and a random score would fix beta
+            # on whatever changes most (distractors) before the classifier learns anything.
+            nn.init.zeros_(self.attention.weight)
+        k = config.classifier_hidden
+        n = config.num_classes
+        self.classifier = (nn.Sequential(nn.LayerNorm(c), nn.Linear(c, k), nn.GELU(),
+                                         nn.Linear(k, n)) if k else nn.Linear(c, n))
 
     def forward(self, features: torch.Tensor) -> NetOutput:
         b, t, c, h, w = features.shape
         cfg = self.config
         x = self.reduce(self.dropout(features.reshape(b * t, c, h, w)))
+        unmasked = x
         grid = _coordinates(x) if cfg.coords else None
         if self.mask is not None:
             masks = torch.sigmoid(self.mask(x if grid is None else torch.cat([x, grid], 1)))
@@ -195,7 +223,12 @@ class AttentionHead(nn.Module):
             if cfg.temporal_input != "state":
                 pooled = _change(pooled, cfg.temporal_input == "rectified")
         if self.attention is not None:
-            logits_t = self.attention(pooled).squeeze(-1)
+            if cfg.attention_source == "input-change":
+                change = _change(unmasked.reshape(b, t, *unmasked.shape[1:]), rectified=True)
+                gated = change if cfg.spatial_pooling == "mask" else change * masks.to(change.dtype)
+                logits_t = self.attention(self._pool(gated, masks)).squeeze(-1)
+            else:
+                logits_t = self.attention(pooled).squeeze(-1)
             if scores is not None:  # local evidence added to the paper's w . hbar_t + b
                 logits_t = logits_t + scores
             weights = torch.softmax(logits_t.float(), dim=1)

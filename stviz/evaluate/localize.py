@@ -6,7 +6,9 @@ Flow: annotations -> the videos found on disk -> per video one decoded clip, eve
 method on it (`compare_methods`), `score_video` -> one cache entry per video and method
 -> `aggregate` per method -> metrics.json, .csv, .md and two plots.
 
-Resuming: an entry is `OUT/cache/<method>/<video>.<key>.npz`, written atomically. The
+Resuming: an entry is `OUT/cache/<method>/<video>.<key>.npz`, written atomically, with
+the explanation it scores beside it in `<video>.<key>.explanation/` (written first, so
+an entry's presence means both are there; report pages are drawn from it). The
 key hashes all an entry depends on (the model's files, the method and its parameters,
 T, the faithfulness steps, the video file's size and time, its annotation), so a run
 into the same OUT computes only what is missing or stale. `OUT/metrics.json`, written
@@ -36,14 +38,17 @@ from stviz.errors import StvizError, warn
 from stviz.evaluate.scoring import (
     DEFAULT_METHODS,
     DEFAULT_STEPS,
+    VIDEO_TABLE,
     Faithfulness,
     VideoRecord,
     aggregate,
     score_video,
 )
 from stviz.explain.classifier import VideoClassifier
+from stviz.explain.explanation import Explanation
+from stviz.files import check_output_dir, clean_stale_temporaries
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries keep their explanation
 METRICS_FILE = "metrics.json"
 Progress = Callable[[int, int], None]
 
@@ -86,6 +91,7 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
     if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
         dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     dist = _Dist(dev)
+    check_output_dir(out)
     if (out / METRICS_FILE).exists() and not overwrite:
         raise StvizError(f"{out}: holds a finished run ({METRICS_FILE}); pass --overwrite to "
                          "rewrite its reports (cached results are reused) or choose another "
@@ -121,14 +127,16 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
     def entry(v: VideoAnnotation, method: str) -> Path:
         key = _digest({**method_keys[method], "annotation": _annotation_digest(v),
                        "video": _file_digest(paths[v.id])})
-        return out / "cache" / _slug(method) / f"{_slug(v.id)}.{key[:16]}.npz"
+        return out / "cache" / slug(method) / f"{slug(v.id)}.{key[:16]}.npz"
 
+    for folder in [out, *(out / "cache" / slug(m) for m in names)]:
+        clean_stale_temporaries(folder)  # left by a killed run; live ones are locked
     mine = videos[dist.rank::dist.world]
     result = LocalizeResult({})
     if progress is not None:
         progress(0, len(mine))
     for done, v in enumerate(mine, start=1):
-        todo = [m for m in names if not entry(v, m).is_file()]
+        todo = [m for m in names if _load_entry(entry(v, m)) is None]
         result.reused += len(names) - len(todo)
         if todo:
             label = -1 if v.label is None else v.label
@@ -144,8 +152,10 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
     if not records[names[0]]:
         raise StvizError(f"{root}: none of the {len(videos)} videos could be read; see the "
                          "warnings above")
+    entries = {v.id: {m: entry(v, m).relative_to(out).as_posix() for m in names}
+               for v in videos if v.id not in skipped}
     result.report = build_report(records, ann, root, clf.name, split, t, steps_or_none,
-                                 missing, skipped)
+                                 missing, skipped, entries)
     from stviz.evaluate.report import write_reports
 
     result.written = write_reports(result.report, out, overwrite)
@@ -258,13 +268,30 @@ def _collect(videos: Sequence[VideoAnnotation], names: Sequence[str],
     records: dict[str, list[VideoRecord]] = {m: [] for m in names}
     skipped = []
     for v in videos:
-        found = [entry(v, m) for m in names]
-        if not all(p.is_file() for p in found):
+        found = [_load_entry(entry(v, m)) for m in names]
+        if any(r is None for r in found):
             skipped.append(v.id)
             continue
-        for m, p in zip(names, found):
-            records[m].append(VideoRecord.load(p))
+        for m, r in zip(names, found):
+            records[m].append(r)
     return records, skipped
+
+
+def _load_entry(path: Path) -> VideoRecord | None:
+    """A cache entry, or None when it is missing or unreadable (a damaged entry is removed
+    with a warning, so that it is computed again)."""
+    import zipfile
+    import zlib
+
+    if not path.is_file():
+        return None
+    try:
+        return VideoRecord.load(path)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as exc:
+        warn(f"{path}: damaged cache entry ({type(exc).__name__}); computing it again")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _run_video(clf: VideoClassifier, v: VideoAnnotation, path: Path, todo: list[str], t: int,
@@ -288,6 +315,7 @@ def _run_video(clf: VideoClassifier, v: VideoAnnotation, path: Path, todo: list[
             correct = None if target is None else expl.predicted == target
             record = score_video(expl, gt, label, correct,
                                  faith(expl.target) if faith is not None else None)
+            expl.save(explanation_dir(entry(expl.method)))
             record.save(entry(expl.method))
             done += 1
     return done
@@ -410,18 +438,63 @@ def _digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     """A file-name-safe form of a video id or method name (slashes become `__`)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("/", "__").replace("\\", "__"))
 
 
 # ---------------------------------------------------------------- the report
 
+def explanation_dir(entry: Path) -> Path:
+    """Where a cache entry's explanation is saved (`Explanation.save`/`load`)."""
+    return entry.with_suffix(".explanation")
+
+
+def video_metrics(record: VideoRecord) -> dict[str, float]:
+    """One method's results on one video for the per-video table: the share of its boxed
+    sampled frames where each frame metric holds, and the video metrics."""
+    values = {k: float(np.mean(v)) if len(v) else float("nan")
+              for k, v in record.spatial.items() if k in VIDEO_TABLE}
+    values.update((k, v) for k, v in record.temporal.items() if k in VIDEO_TABLE)
+    return values
+
+
+def cached_explanations(out: Path, video: dict[str, Any]) -> list[Explanation]:
+    """Every method's explanation of one video of a report's `videos` list, from the
+    cache in `out`."""
+    expls = []
+    for entry in video["entries"].values():
+        folder = explanation_dir(out / entry)
+        if not folder.is_dir():
+            raise StvizError(f"{folder}: missing from the cache; run `stviz localize-eval "
+                             f"--html --overwrite` into {out} again to recompute it")
+        expls.append(Explanation.load(folder))
+    if not expls:
+        raise StvizError(f"{out}: the report lists no cache entry for {video['id']}; run "
+                         f"`stviz localize-eval --html --overwrite` into {out} again")
+    return expls
+
+
+def rank_videos(report: dict[str, Any], metric: str, n: int) -> list[int]:
+    """Positions in `report["videos"]` of the n worst and the n best videos by the first
+    method's per-video `metric` (all of `VIDEO_TABLE` are higher-is-better; worst first; a
+    video without that metric is not ranked)."""
+    method = next(iter(report["methods"]))
+    scored = [(v["metrics"].get(method, {}).get(metric), i)
+              for i, v in enumerate(report["videos"])]
+    order = [i for value, i in sorted((s for s in scored if s[0] is not None),
+                                      key=lambda s: s[0])]
+    return list(dict.fromkeys(order[:n] + order[len(order) - n:][::-1])) if n > 0 else []
+
+
 def build_report(records: dict[str, list[VideoRecord]], ann: AnnotationSet, root: Path,
                  model: str, split: str, t: int, steps: int | None, missing: list[str],
-                 skipped: list[str]) -> dict[str, Any]:
-    """metrics.json: one value per method and metric, per class, mean curves, and what was
-    left out. NaN (undefined on this data) becomes null."""
+                 skipped: list[str], entries: dict[str, dict[str, str]] | None = None
+                 ) -> dict[str, Any]:
+    """metrics.json: one value per method and metric, per class, mean curves, what was
+    left out, and per video each method's `video_metrics` and cache entry (`entries`:
+    video id -> method -> entry path relative to the output folder). NaN (undefined on
+    this data) becomes null."""
     summaries = {m: aggregate(rs, ann.classes) for m, rs in records.items()}
     first = next(iter(records.values()))
     judged = [r.correct for r in first if r.correct is not None]
@@ -438,7 +511,21 @@ def build_report(records: dict[str, list[VideoRecord]], ann: AnnotationSet, root
         "curves": {m: {c: {"x": xy[0], "y": xy[1]} for c, xy in s.curves.items()}
                    for m, s in summaries.items()},
         "missing_videos": missing, "skipped_videos": skipped,
+        "videos": _video_rows(records, ann, entries or {}),
     })
+
+
+def _video_rows(records: dict[str, list[VideoRecord]], ann: AnnotationSet,
+                entries: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    rows = []
+    for i, first in enumerate(next(iter(records.values()))):
+        rows.append({"id": first.video,
+                     "label": ann.classes[first.label] if 0 <= first.label < len(ann.classes)
+                     else None,
+                     "correct": first.correct,
+                     "metrics": {m: video_metrics(rs[i]) for m, rs in records.items()},
+                     "entries": entries.get(first.video, {})})
+    return rows
 
 
 def _jsonable(obj: Any) -> Any:

@@ -29,21 +29,26 @@ def metric_label(metric: str) -> str:
     return f"{metric} {'↓' if metric in LOWER_IS_BETTER else '↑'}"
 
 
+def metric_cells(report: dict[str, Any]
+                 ) -> tuple[list[str], list[tuple[str, list[tuple[float | None, bool]]]]]:
+    """(methods, one row per metric: its label, then each method's (value, is the best));
+    what every table of the metrics shows (terminal, Markdown, HTML)."""
+    methods, metrics = metric_table(report)
+    best = best_methods(report["methods"])
+    return methods, [(metric_label(k), [(report["methods"][m].get(k), m in best.get(k, ()))
+                                        for m in methods]) for k in metrics]
+
+
 def table_rows(report: dict[str, Any], bold: Callable[[str], str]
                ) -> tuple[list[str], list[list[str]]]:
     """(methods, one row per metric: its label, then each method's value to 3 digits with
     `bold` applied to the best); what both the Markdown file and the terminal table show."""
-    methods, metrics = metric_table(report)
-    best = best_methods(report["methods"])
-    rows = []
-    for k in metrics:
-        cells = []
-        for m in methods:
-            v = report["methods"][m].get(k)
-            text = "-" if v is None else f"{v:.3f}"
-            cells.append(bold(text) if m in best.get(k, ()) else text)
-        rows.append([metric_label(k), *cells])
-    return methods, rows
+    methods, rows = metric_cells(report)
+    texts = []
+    for label, cells in rows:
+        values = ["-" if v is None else f"{v:.3f}" for v, _ in cells]
+        texts.append([label, *(bold(t) if best else t for t, (_, best) in zip(values, cells))])
+    return methods, texts
 
 
 def to_csv(report: dict[str, Any]) -> str:

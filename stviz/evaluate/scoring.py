@@ -62,6 +62,9 @@ FRAME_METRICS = ("pointing_game", "mass_in_box", "box_acc_iou30", "box_acc_iou50
                  "paper_box_acc_iou30")
 SPATIAL_METRICS = (*FRAME_METRICS, "max_box_acc_v2")
 VIDEO_METRICS = ("temporal_ap", "temporal_iou", "paper_coverage", "mass_in_segment")
+# What a report's per-video table shows of each method (frame metrics as the share of
+# a video's boxed frames): where, then when.
+VIDEO_TABLE = ("pointing_game", "mass_in_box", "temporal_ap", "mass_in_segment")
 TEMPORAL_METRICS = ("temporal_ap", "temporal_iou", "tmap", "paper_coverage", "mass_in_segment")
 CURVES = ("deletion", "insertion", "temporal_deletion", "temporal_insertion")
 FAITHFULNESS_METRICS = tuple(f"{c}_auc" for c in CURVES)

@@ -32,7 +32,8 @@ METHODS: dict[str, type[Explainer]] = {}  # by name; `load_methods()` fills in t
 # is imported only when that method is asked for, which keeps `stviz explain` quick.
 BUILTIN_MODULES = {"attention": "attention", "gradcam": "gradcam", "guided-gradcam": "gradcam",
                    "saliency": "gradients", "smoothgrad": "gradients", "ig": "gradients",
-                   "occlusion": "perturbation", "frame-ablation": "perturbation"}
+                   "occlusion": "perturbation", "frame-ablation": "perturbation",
+                   "attention-rollout": "rollout"}
 
 
 @dataclass
@@ -83,12 +84,14 @@ def get_method(name: str, **params: Any) -> Explainer:
 
 def _check_param(method: str, key: str, value: Any, kind: str) -> None:
     """Method parameters are counts (int >= 1), random seeds (int >= 0), amounts
-    (float >= 0) or, where the type allows None, "automatic"; anything else is a user
-    error, not a Captum traceback."""
+    (float >= 0), words (checked by the method) or, where the type allows None,
+    "automatic"; anything else is a user error, not a Captum traceback."""
     if value is None:
         if "None" in kind:
             return
         problem = "needs a value"
+    elif isinstance(value, str) and kind.startswith(("int", "float")):
+        problem = "is not a number"
     elif kind.startswith("int"):
         least = 0 if key == "seed" else 1
         ok = isinstance(value, (int, float)) and float(value).is_integer() and value >= least
@@ -151,6 +154,15 @@ def _attribution_mode(clf: VideoClassifier, grad: bool) -> Iterator[None]:
                 yield
     finally:
         clf.train(was_training)
+
+
+def to_clip_frames(maps: torch.Tensor, t: int) -> torch.Tensor:
+    """Maps (T', h, w) of a layer that strides in time (3-D convolutions, tubelets) ->
+    (t, h, w), resampled linearly in time; unchanged when T' = t."""
+    if len(maps) == t:
+        return maps
+    return F.interpolate(maps[None, None], size=(t, *maps.shape[1:]), mode="trilinear",
+                         align_corners=False)[0, 0]
 
 
 def pool_to_grid(attr: torch.Tensor, grid: tuple[int, int], positive: bool = False

@@ -3,20 +3,24 @@
 The view takes normalized clips (N, T, 3, H, W) and returns float32 logits (N, K),
 whatever layout the wrapped module wants. It knows the classes, the clip length,
 the input size and normalization, and the Grad-CAM layer: a per-frame 2-D layer
-(output (N*T, C, h, w)), a 3-D layer (output (N, C, T', h, w)), or a 2-D layer called
-once per frame (T outputs (N, C, h, w)). Stviz models also expose their attention.
+(output (N*T, C, h, w)), a 3-D layer (output (N, C, T', h, w), or (N, T', h, w, C) for
+channels-last models such as Swin3D), a 2-D layer called once per frame (T outputs
+(N, C, h, w)), or a transformer layer whose tokens `TokenGrid` lays out on (T', h, w).
+Stviz models expose their attention, transformers their attention matrices
+(`AttentionSource`).
 
 Constructors: `from_stviz` (a loaded `AttentionModel`), `from_module` (any PyTorch
-video classifier) and `load_classifier` (a stviz checkpoint, a torchvision video
-state dict, or a TorchScript file).
+video classifier) and `load_classifier` (a stviz checkpoint, a Hugging Face video
+transformer folder, a torchvision video state dict, or a TorchScript file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stviz.core.checkpoint import check_finite
 from stviz.core.device import autocast, resolve_device
 from stviz.core.model import AttentionModel, load_model, preprocess_frames
 from stviz.core.network import NetOutput
@@ -39,7 +44,77 @@ TORCHVISION_ARCHS = {
     "mc3_18": ("MC3_18_Weights", "layer4", "fc.weight"),
     "r2plus1d_18": ("R2Plus1D_18_Weights", "layer4", "fc.weight"),
     "s3d": ("S3D_Weights", "features", "classifier.1.weight"),
+    # Transformers: MViT's last block reads its input tokens through norm1 (the block's
+    # output reaches the head only through the class token); Swin3D's final norm is a
+    # channels-last (N, T', h, w, C) map that the head averages.
+    "mvit_v2_s": ("MViT_V2_S_Weights", "blocks.15.norm1", "head.1.weight"),
+    "swin3d_t": ("Swin3D_T_Weights", "norm", "head.weight"),
 }
+CHANNELS_LAST_ARCHS = ("swin3d_t",)
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """How a transformer lays out a clip as tokens: `prefix` special tokens (CLS,
+    distillation) first, then T' x h x w patch tokens, time-major ("thw": VideoMAE,
+    ViViT, MViT) or time-minor ("hwt": TimeSformer). Layers deeper than the patch grid
+    (MViT pools space) keep T' and a square grid, which `layout` infers."""
+
+    frames: int  # T'
+    grid: tuple[int, int]  # (h, w)
+    prefix: int = 0
+    order: str = "thw"
+
+    def layout(self, tokens: int) -> TokenGrid | None:
+        """This grid, or one pooled to a square s x s, holding `tokens` tokens; None if
+        no such grid fits."""
+        patches = tokens - self.prefix
+        h, w = self.grid
+        if patches == self.frames * h * w:
+            return self
+        side = math.isqrt(max(patches // self.frames, 0))
+        if patches > 0 and self.frames * side * side == patches:
+            return TokenGrid(self.frames, (side, side), self.prefix, self.order)
+        return None
+
+    def to_map(self, a: torch.Tensor, n: int) -> torch.Tensor | None:
+        """Tokens (B, L, C) of n clips as (n, C, T', h, w), or None when they do not fit.
+
+        Three shapes occur: the whole sequence (B = n); one frame's spatial tokens per
+        row, special tokens possibly repeated per frame (B = n*T', as in TimeSformer's
+        spatial attention); one patch's tokens over time per row (B = n*h*w, L = T', as
+        in TimeSformer's temporal attention). Special tokens are dropped.
+        """
+        b, length, c = a.shape
+        t, (h, w) = self.frames, self.grid
+        if b == n and (grid := self.layout(length)) is not None:
+            t, (h, w) = grid.frames, grid.grid
+            patches = a[:, self.prefix:]
+            if self.order == "hwt":
+                return patches.reshape(n, h, w, t, c).permute(0, 4, 3, 1, 2)
+            return patches.reshape(n, t, h, w, c).permute(0, 4, 1, 2, 3)
+        if b == n * t and 0 <= length - h * w <= self.prefix:
+            return a[:, length - h * w:].reshape(n, t, h, w, c).permute(0, 4, 1, 2, 3)
+        if b == n * h * w and length == t:
+            return a.reshape(n, h, w, t, c).permute(0, 4, 3, 1, 2)
+        return None
+
+
+@dataclass
+class TokenAttention:
+    """One attention step of a transformer for one clip, heads kept: (heads, L, L) over
+    the whole sequence ("joint"), or a batch of blocks (B, heads, l, l) that attend
+    within a frame ("space": B = T', l = prefix + h*w) or within a patch location over
+    time ("time": B = h*w, l = T'), as TimeSformer's divided attention does."""
+
+    probs: torch.Tensor
+    kind: str = "joint"
+
+
+# An attention source: clip (1, T, 3, H, W) -> (logits (K,), attention steps in the
+# order they run, the token grid, and how the head pools tokens: "cls" or "mean").
+AttentionSource = Callable[[torch.Tensor], tuple[torch.Tensor, list[TokenAttention], TokenGrid,
+                                                 str]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +125,7 @@ class LayerInfo:
     module: nn.Module
     frames: int  # T': T for per-frame layers, fewer for 3-D layers that stride in time
     grid: tuple[int, int]  # (h, w)
+    tokens: TokenGrid | None = None  # the layer's own grid, for transformer layers
 
 
 class VideoClassifier(nn.Module):
@@ -59,7 +135,9 @@ class VideoClassifier(nn.Module):
                  input_size: int, mean: Sequence[float], std: Sequence[float],
                  layout: str = "NTCHW", layer: str | nn.Module | None = None,
                  device: torch.device | None = None, name: str = "model",
-                 stviz: AttentionModel | None = None) -> None:
+                 stviz: AttentionModel | None = None, tokens: TokenGrid | None = None,
+                 channels_last: bool = False,
+                 attention_source: AttentionSource | None = None) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise StvizError(f"--layout {layout}: unknown; use one of {', '.join(LAYOUTS)}")
@@ -72,6 +150,9 @@ class VideoClassifier(nn.Module):
         self.device = device or _module_device(module)
         self.name = name
         self.stviz = stviz
+        self.tokens = tokens  # transformers: how tokens lie on (T', h, w)
+        self.channels_last = channels_last  # 3-D maps are (N, T', h, w, C)
+        self.attention_source = attention_source
         self.amp = self.device.type == "cuda"  # fp16 forward passes; attributions stay float32
         self._layer = _resolve_layer(module, layer, name) if layer is not None else None
         self._info: LayerInfo | None = None
@@ -87,6 +168,15 @@ class VideoClassifier(nn.Module):
         return self.stviz is not None
 
     @property
+    def own_attention(self) -> str | None:
+        """The method that reads the model's own attention, the reference `compare` puts
+        first: `attention` (stviz models), `attention-rollout` (transformers whose
+        attention matrices are readable), or None."""
+        if self.stviz is not None:
+            return "attention"
+        return "attention-rollout" if self.attention_source is not None else None
+
+    @property
     def may_have_rnn(self) -> bool:
         """Whether cuDNN must be off for backward passes: an nn.LSTM/GRU/RNN inside, or a
         TorchScript module, whose contents cannot be checked."""
@@ -95,6 +185,8 @@ class VideoClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
             out = self.module(x.transpose(1, 2) if self.layout == "NCTHW" else x)
+        if hasattr(out, "logits"):  # Hugging Face model outputs
+            out = out.logits
         if isinstance(out, (tuple, list)):  # NetOutput and other tuples: logits first
             out = out[0]
         return out.float()
@@ -123,10 +215,12 @@ class VideoClassifier(nn.Module):
 
     @contextlib.contextmanager
     def capture(self, module: nn.Module) -> Iterator[list[torch.Tensor]]:
-        """Collect `module`'s outputs during the block (one per call)."""
+        """Collect `module`'s outputs during the block (one per call); of a tuple output
+        (a transformer block's (tokens, ...)), its first tensor."""
         outputs: list[torch.Tensor] = []
         try:
-            handle = module.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+            handle = module.register_forward_hook(
+                lambda _m, _i, out: outputs.append(_first_tensor(out)))
         except RuntimeError as exc:  # TorchScript modules refuse Python hooks
             raise StvizError(self._no_layer(f"its layers cannot be hooked ({exc})")) from exc
         try:
@@ -134,8 +228,10 @@ class VideoClassifier(nn.Module):
         finally:
             handle.remove()
 
-    def clip_view(self, outputs: list[torch.Tensor], n: int, t: int) -> torch.Tensor:
-        """The layer's outputs for a batch of n clips of t frames as (n, C, T', h, w)."""
+    def clip_view(self, outputs: list[torch.Tensor], n: int, t: int,
+                  tokens: TokenGrid | None = None) -> torch.Tensor:
+        """The layer's outputs for a batch of n clips of t frames as (n, C, T', h, w);
+        token outputs (B, L, C) are laid out by `tokens` (default: the model's grid)."""
         if len(outputs) == t > 1 and all(
                 isinstance(o, torch.Tensor) and o.dim() == 4 and len(o) == n for o in outputs):
             return torch.stack(outputs, dim=2)  # a 2-D layer called once per frame
@@ -151,10 +247,17 @@ class VideoClassifier(nn.Module):
         if a.dim() == 4 and len(a) == n:  # a 2-D map with time already pooled away
             return a.unsqueeze(2)
         if a.dim() == 5 and len(a) == n:
-            return a
+            return a.permute(0, 4, 1, 2, 3) if self.channels_last else a
+        tokens = tokens or self.tokens
+        if a.dim() == 3 and tokens is not None and (grid := tokens.to_map(a, n)) is not None:
+            return grid
+        if a.dim() == 3 and tokens is not None:
+            raise StvizError(self._no_layer(
+                f"its {a.shape[1]} tokens do not fit the model's {tokens.frames}x"
+                f"{tokens.grid[0]}x{tokens.grid[1]} token grid; pick another --layer"))
         raise StvizError(self._no_layer(f"its output {tuple(a.shape)} is not a feature map "
-                                        "(N*T, C, h, w) or (N, C, T', h, w); pick another "
-                                        "--layer"))
+                                        "(N*T, C, h, w), (N, C, T', h, w) or tokens; pick "
+                                        "another --layer"))
 
     def layer_info(self) -> LayerInfo:
         """The Grad-CAM layer, found and measured once by a probe forward pass."""
@@ -197,21 +300,42 @@ class VideoClassifier(nn.Module):
         for i in dict.fromkeys(i for i, _ in reversed(calls)):  # last to finish first
             name, module = candidates[i]
             outs = [out for j, out in calls if j == i]
+            tokens = _own_tokens(outs, self.tokens)
             try:
-                clip = self.clip_view(outs, 1, self.frames)
+                clip = self.clip_view([_first_tensor(o) for o in outs], 1, self.frames, tokens)
             except StvizError as exc:
                 if self._layer is not None:
                     self._layer_error = str(exc)
                     return
                 continue
             if self._layer is not None or min(clip.shape[-2:]) > 1:
-                self._info = LayerInfo(name, module, clip.shape[2], tuple(clip.shape[-2:]))
+                self._info = LayerInfo(name, module, clip.shape[2], tuple(clip.shape[-2:]),
+                                       tokens)
                 return
         self._layer_error = self._no_layer("no module outputs a spatial feature map")
 
     def _no_layer(self, why: str) -> str:
         return (f"{self.name}: no Grad-CAM layer: {why}; methods without a layer still work "
                 "(saliency, smoothgrad, ig, occlusion, frame-ablation)")
+
+
+def _first_tensor(out: object) -> object:
+    """A layer's output, or the first element of a tuple output that starts with a tensor
+    (MViT blocks return (tokens, thw), older Hugging Face layers (hidden_states,))."""
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return out
+
+
+def _own_tokens(outputs: list[object], model: TokenGrid | None) -> TokenGrid | None:
+    """The token grid a layer reports with its output (MViT's (tokens, (T', h, w))), else
+    the model's."""
+    out = outputs[0] if len(outputs) == 1 else None
+    if (model is not None and isinstance(out, tuple) and len(out) == 2
+            and isinstance(out[1], (tuple, list)) and len(out[1]) == 3):
+        t, h, w = (int(v) for v in out[1])
+        return TokenGrid(t, (h, w), model.prefix, model.order)
+    return model
 
 
 def _module_device(module: nn.Module) -> torch.device:
@@ -292,34 +416,45 @@ def read_classes(path: str | Path) -> list[str]:
 
 def load_classifier(path: str | Path | None, arch: str | None = None, *,
                     layout: str = "NCTHW", classes: str | Path | Sequence[str] | None = None,
-                    frames: int = 16, input_size: int | None = None,
+                    frames: int | None = None, input_size: int | None = None,
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                     layer: str | None = None, device: str | torch.device = "auto"
                     ) -> VideoClassifier:
     """Load a classifier to explain.
 
-    - `arch=None` and a folder or model name (or None): a stviz checkpoint (`load_model`);
-    - `arch` in r3d_18, mc3_18, r2plus1d_18, s3d: torchvision weights from a state-dict
-      file (Kinetics-400 names and normalization unless the head has another size);
+    - `arch=None` and a folder or model name (or None): a stviz checkpoint (`load_model`),
+      or a Hugging Face VideoMAE, TimeSformer or ViViT video classification folder
+      (`stviz.explain.huggingface`), told apart by their config.json;
+    - `arch` in r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, swin3d_t: torchvision weights
+      from a state-dict file (Kinetics-400 names and normalization unless the head has
+      another size);
     - `arch=None` and a file: TorchScript; classes from `classes`, else `<file>.classes.txt`
       beside it, else numbered. TorchScript modules take no hooks, so no Grad-CAM.
+
+    `frames` defaults to the model's own (16 where the file does not say).
     """
+    from stviz.explain import huggingface
+
     dev = resolve_device(device)
+    if arch is None and path is not None and huggingface.is_hf_folder(path):
+        return huggingface.load_hf_classifier(Path(path), classes=classes, frames=frames,
+                                              input_size=input_size, layer=layer, device=dev)
     if arch is None and (path is None or not Path(path).is_file()):
         return from_stviz(load_model(path, dev), layer)
     p = Path(path)
     if not p.is_file():
         raise StvizError(f"{p}: no such file; pass the weights of --arch {arch}")
     if arch is None:
-        return _torchscript(p, layout, classes, frames, input_size or 112, mean, std, layer, dev)
+        return _torchscript(p, layout, classes, frames or 16, input_size or 112, mean, std,
+                            layer, dev)
     if arch not in TORCHVISION_ARCHS:
         raise StvizError(f"--arch {arch}: unknown; use one of {', '.join(TORCHVISION_ARCHS)} "
                          "(or no --arch for a stviz checkpoint or a TorchScript file)")
     return _torchvision(p, arch, classes, frames, input_size, mean, std, layer, dev)
 
 
-def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | None, frames: int,
-                 input_size: int | None, mean: Sequence[float] | None,
+def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | None,
+                 frames: int | None, input_size: int | None, mean: Sequence[float] | None,
                  std: Sequence[float] | None, layer: str | None, device: torch.device
                  ) -> VideoClassifier:
     from torchvision.models import video
@@ -339,6 +474,7 @@ def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | No
         raise StvizError(f"{path}: not {arch} weights (no {head_key!r}); pass the --arch the "
                          f"file was saved from ({', '.join(TORCHVISION_ARCHS)})")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    check_finite(state, path)
     k = int(state[head_key].shape[0])
     model = getattr(video, arch)(weights=None, num_classes=k)
     try:
@@ -349,10 +485,23 @@ def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | No
                          f"({', '.join(TORCHVISION_ARCHS)})") from exc
     names = _class_names(classes, k, path, weights.meta["categories"])
     preset = weights.transforms()
-    return from_module(model, "NCTHW", classes=names, frames=frames,
-                       input_size=input_size or int(preset.crop_size[0]),
-                       mean=mean or tuple(preset.mean), std=std or tuple(preset.std),
-                       layer=layer or default_layer, device=device, name=f"{arch}:{path.name}")
+    size = int(preset.crop_size[0])
+    tokens = None
+    if arch == "mvit_v2_s":  # its position embedding fixes the clip: 16 frames at 224x224
+        fixed = (int(weights.meta["min_temporal_size"]), size)
+        if (frames or fixed[0], input_size or size) != fixed:
+            raise StvizError(f"{path}: mvit_v2_s takes exactly {fixed[0]} frames at {size}x"
+                             f"{size} (its position embedding is fixed); drop --frames and "
+                             "--input-size")
+        encoding = model.pos_encoding
+        tokens = TokenGrid(encoding.temporal_size, tuple(encoding.spatial_size), prefix=1)
+        default_layer = f"blocks.{len(model.blocks) - 1}.norm1"
+    return VideoClassifier(model.to(device).eval(), classes=names, frames=frames or 16,
+                           input_size=input_size or size, mean=mean or tuple(preset.mean),
+                           std=std or tuple(preset.std), layout="NCTHW",
+                           layer=layer or default_layer, device=device,
+                           name=f"{arch}:{path.name}", tokens=tokens,
+                           channels_last=arch in CHANNELS_LAST_ARCHS)
 
 
 def _torchscript(path: Path, layout: str, classes: str | Path | Sequence[str] | None,

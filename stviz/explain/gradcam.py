@@ -4,7 +4,9 @@ Channel weights are the gradient averaged over space, separately for every time
 slice: Captum's LayerGradCam averages over all dims >= 2, which for a 3-D layer
 (N, C, T', h, w) would share one set of weights across time (MODEL.md). For a
 per-frame 2-D layer (N*T, C, h, w) both agree. A 3-D layer's T' slices are then
-resampled linearly to the clip's T frames.
+resampled linearly to the clip's T frames. A transformer layer's tokens are first
+laid out on their (T', h, w) grid (`TokenGrid`: special tokens dropped, tubelets and
+TimeSformer's divided space-time views handled), so a token is a grid cell.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop
 
-from stviz.explain.base import Attribution, Explainer, InputAttribution, register
+from stviz.explain.base import (
+    Attribution,
+    Explainer,
+    InputAttribution,
+    register,
+    to_clip_frames,
+)
 from stviz.explain.classifier import VideoClassifier
 
 
@@ -25,19 +33,16 @@ def grad_cam(clf: VideoClassifier, x: torch.Tensor, target: int) -> torch.Tensor
 
     Needs gradients enabled (the caller is an `Explainer.attribute`).
     """
-    layer = clf.layer_info().module
+    info = clf.layer_info()
     t = x.shape[1]
-    with clf.capture(layer) as outputs:
+    with clf.capture(info.module) as outputs:
         score = clf(x)[0, target]
     grads = torch.autograd.grad(score, outputs)
-    acts = clf.clip_view([a.float() for a in outputs], 1, t)  # (1, C, T', h, w)
-    grad = clf.clip_view([g.float() for g in grads], 1, t)
+    acts = clf.clip_view([a.float() for a in outputs], 1, t, info.tokens)  # (1, C, T', h, w)
+    grad = clf.clip_view([g.float() for g in grads], 1, t, info.tokens)
     weights = grad.mean(dim=(3, 4), keepdim=True)
     cam = F.relu((weights * acts).sum(dim=1))  # (1, T', h, w)
-    if cam.shape[1] != t:
-        cam = F.interpolate(cam.unsqueeze(1), size=(t, *cam.shape[2:]), mode="trilinear",
-                            align_corners=False).squeeze(1)
-    return cam[0]
+    return to_clip_frames(cam[0], t)
 
 
 @register

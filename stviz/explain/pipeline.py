@@ -109,16 +109,17 @@ def compare_methods(clf: VideoClassifier | AttentionModel, video: str | Path,
                     ) -> list[Explanation]:
     """Every method on the same sampled frames, read and predicted once.
 
-    For stviz models `attention` always comes first (added when missing): it is the
-    reference the others are compared with, and its forward pass gives the prediction.
+    The model's own attention (`attention` for stviz models, `attention-rollout` for
+    video transformers) always comes first (added when missing): it is the reference
+    the others are compared with, and its forward pass gives the prediction.
     `params` maps a method name to its parameters. Each result's `seconds` is its own
     method's time; decoding is shared. `clip`: frames already sampled by `sample_clip`
     (then `video` and `frames` are not read again), for callers that need them too.
     """
     clf = as_classifier(clf)
     names = list(dict.fromkeys(methods))
-    if clf.is_stviz:
-        names = ["attention", *(m for m in names if m != "attention")]
+    if clf.own_attention is not None:
+        names = [clf.own_attention, *(m for m in names if m != clf.own_attention)]
     explainers = [get_method(m, **(params or {}).get(m, {})) for m in names]
     resolve_target(clf.classes, target, 0)
     clip = clip or sample_clip(clf, video, frames)
@@ -236,6 +237,12 @@ def _explanation(video: Path, info: VideoInfo, indices: np.ndarray, spatial: np.
                  temporal: np.ndarray, clf: VideoClassifier, logits: torch.Tensor, target: int,
                  explainer: Explainer, sampling: dict[str, Any], start: float, fill: str
                  ) -> Explanation:
+    if not torch.isfinite(logits).all():
+        raise StvizError(f"{video}: {clf.name} gives NaN or infinite class scores; its weights "
+                         "are damaged or it overflows on this input, check the model")
+    if not (np.isfinite(spatial).all() and np.isfinite(temporal).all()):
+        raise StvizError(f"{video}: method {explainer.name} gives NaN or infinite relevance "
+                         f"with {clf.name}; check the model or try another --method")
     params = {**explainer.params(), **sampling, "model": clf.name}
     if explainer.uses_layer:
         params["layer"] = clf.layer_info().name

@@ -5,12 +5,18 @@ Inputs are `Explanation`s and the video they explain (decoded here: the key fram
 once, then one streaming pass per video file written); never a model.
 
     explain: overlay.mp4 | overlay.gif, temporal.png, keyframes.png,
-             explanation.json, explanation.npz
-    compare: compare.mp4 | compare.gif, compare.png, compare.json
+             explanation.json, explanation.npz, report.html
+    compare: compare.mp4 | compare.gif, compare.png, compare.json, report.html
+             (with methods/<method>/explanation.json|.npz, the maps it draws)
+
+`report.html` is built from the json files (the html format implies json), plus
+ground_truth.json when annotations are drawn, so `rebuild_page` can draw it again
+from the folder alone.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,53 +27,63 @@ import numpy as np
 
 from stviz.errors import StvizError
 from stviz.explain.explanation import ARRAYS_FILE, SUMMARY_FILE, Explanation
-from stviz.files import check_writable, write_json
+from stviz.files import check_output_dir, check_writable, output_set, write_json
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP, ColorScale, check_alpha
 from stviz.render.compare import render_compare_sheet, render_compare_video
 from stviz.render.figures import key_frames
+from stviz.render.html import MAX_SIDE, REPORT_FILE, write_video_page
 from stviz.render.keyframes import render_keyframes
 from stviz.render.overlay import render_overlay
 from stviz.render.temporal import render_temporal
 
-FORMATS = ("mp4", "gif", "png", "json")
+FORMATS = ("mp4", "gif", "png", "json", "html")
 DEFAULT_FORMATS = ("mp4", "png", "json")
 # Overlay videos are drawn at most this many pixels on the long side (0: the video's size).
 DEFAULT_RENDER_SIZE = 720
 KEY_FRAMES = 6  # frames shown in keyframes.png, temporal.png and compare.png
 COMPARE_FILE = "compare.json"
+METHODS_DIR = "methods"  # compare: each method's explanation, for report.html
+TRUTH_FILE = "ground_truth.json"  # the ground truth a report.html draws
 # The files each format adds, per command.
 FILES = {
     "explain": {"mp4": ("overlay.mp4",), "gif": ("overlay.gif",),
-                "png": ("temporal.png", "keyframes.png"), "json": (SUMMARY_FILE, ARRAYS_FILE)},
+                "png": ("temporal.png", "keyframes.png"), "json": (SUMMARY_FILE, ARRAYS_FILE),
+                "html": (REPORT_FILE, TRUTH_FILE)},
     "compare": {"mp4": ("compare.mp4",), "gif": ("compare.gif",), "png": ("compare.png",),
-                "json": (COMPARE_FILE,)},
+                "json": (COMPARE_FILE,), "html": (REPORT_FILE, TRUTH_FILE, METHODS_DIR)},
 }
 
 StageProgress = Callable[[str, int, int], None]  # progress(stage, done, total)
 
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
-    """'mp4,png' or ['mp4', 'png'] -> ('mp4', 'png'); unknown names are user errors."""
+    """'mp4,png' or ['mp4', 'png'] -> ('mp4', 'png'); unknown names are user errors.
+    html brings json with it: the page is built from those files."""
     items = formats.split(",") if isinstance(formats, str) else list(formats)
     names = [f.strip().lower().lstrip(".") for f in items if f.strip()]
     bad = [f for f in names if f not in FORMATS]
     if bad or not names:
         raise StvizError(f"--format {','.join(bad) or repr(formats)}: unknown; give a "
                          f"comma-separated list of {', '.join(FORMATS)}")
+    if "html" in names:
+        names.append("json")
     return tuple(dict.fromkeys(names))
 
 
 def planned_files(kind: str, out_dir: str | Path, formats: Sequence[str],
                   overwrite: bool = False) -> list[Path]:
-    """The files `kind` ("explain" or "compare") will write, checked before any work:
-    an existing file is refused unless `overwrite`, never replaced silently."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise StvizError(f"{out}: is a file, not a folder; pass another --out")
-    files = [out / name for fmt in formats for name in FILES[kind][fmt]]
-    for path in files:
+    """The files `kind` ("explain" or "compare") will write, checked before any work: the
+    folder must be writable, and an existing file of the kind (of any format: a folder
+    holds one run's set) is refused unless `overwrite`, never replaced silently."""
+    out = check_output_dir(out_dir)
+    for path in (out / name for name in family(kind)):
         check_writable(path, overwrite)
-    return files
+    return [out / name for fmt in formats for name in FILES[kind][fmt]]
+
+
+def family(kind: str) -> list[str]:
+    """Every file name `kind` writes in some format: one run's set replaces all of them."""
+    return [name for names in FILES[kind].values() for name in names]
 
 
 def check_style(cmap: str, alpha: float) -> None:
@@ -82,6 +98,22 @@ class GroundTruth:
 
     boxes: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> (K, 4) x1,y1,x2,y2
     segments: list[tuple[int, int]] = field(default_factory=list)  # (first, last) frame
+
+    def save(self, path: Path, overwrite: bool) -> Path:
+        return write_json(path, {
+            "boxes": {str(k): np.round(b, 2).tolist() for k, b in sorted(self.boxes.items())},
+            "segments": [list(s) for s in self.segments]}, overwrite)
+
+    @classmethod
+    def load(cls, path: Path) -> GroundTruth:
+        try:
+            d = json.loads(path.read_text())
+            return cls({int(k): np.asarray(b, np.float64).reshape(-1, 4)
+                        for k, b in d["boxes"].items()},
+                       [(int(a), int(b)) for a, b in d["segments"]])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StvizError(f"{path}: not a stviz ground-truth file ({exc}); delete it, or "
+                             "pass --annotations to draw the ground truth again") from exc
 
 
 def ground_truth(record: Any, expl: Explanation) -> GroundTruth:
@@ -111,8 +143,18 @@ def write_explanation(expl: Explanation, out_dir: str | Path, formats: Sequence[
     """The files of `planned_files("explain", ...)`: the explanation itself, its 'when'
     and 'where' figures, and the overlay over every frame of the video (at most
     `render_size` px on the long side)."""
-    out = Path(out_dir)
-    truth = truth or GroundTruth()
+    names = [p.name for p in planned_files("explain", out_dir, formats, overwrite)]
+    with output_set(out_dir, names, overwrite, family("explain")) as out:
+        files = _write_explanation(expl, out, formats, truth or GroundTruth(), cmap, alpha,
+                                   progress, render_size)
+    return [Path(out_dir) / f.name for f in files]
+
+
+def _write_explanation(expl: Explanation, out: Path, formats: Sequence[str],
+                       truth: GroundTruth, cmap: str, alpha: float,
+                       progress: StageProgress | None, render_size: int | None
+                       ) -> list[Path]:
+    overwrite = True  # `out` is this run's own temporary folder
     files: list[Path] = []
     if "json" in formats:
         files += expl.save(out, overwrite)
@@ -132,6 +174,28 @@ def write_explanation(expl: Explanation, out_dir: str | Path, formats: Sequence[
                                                       render_size),
                                         out / name, cmap=cmap, alpha=alpha, boxes=truth.boxes,
                                         overwrite=overwrite))
+    if "html" in formats:
+        files += _write_page([expl], None, out, truth, cmap, alpha, overwrite, progress)
+    return files
+
+
+def _write_page(expls: Sequence[Explanation], agreement: dict[str, Any] | None, out: Path,
+                truth: GroundTruth, cmap: str, alpha: float, overwrite: bool,
+                progress: StageProgress | None) -> list[Path]:
+    """report.html, and ground_truth.json beside it when there is ground truth (an old
+    one is removed: the folder then has none)."""
+    files = []
+    if truth.boxes or truth.segments:
+        files.append(truth.save(out / TRUTH_FILE, overwrite))
+    else:
+        (out / TRUTH_FILE).unlink(missing_ok=True)
+    subtitle = "compare" if agreement else f"explain · {expls[0].method}"
+    # the page's video is at most MAX_SIDE px: frames come scaled by FFmpeg, the fast way
+    files.append(write_video_page(expls, _stream(expls[0], f"rendering {REPORT_FILE}", progress,
+                                                 MAX_SIDE),
+                                  out / REPORT_FILE, agreement=agreement, boxes=truth.boxes,
+                                  segments=truth.segments, subtitle=subtitle, cmap=cmap,
+                                  alpha=alpha, overwrite=overwrite))
     return files
 
 
@@ -163,9 +227,18 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
     """The files of `planned_files("compare", ...)`: the methods side by side on every frame
     (each panel at most `render_size` px on the long side), on the first method's key
     frames, and the numbers."""
-    out = Path(out_dir)
-    expls = list(expls)
-    truth = truth or GroundTruth()
+    names = [p.name for p in planned_files("compare", out_dir, formats, overwrite)]
+    with output_set(out_dir, names, overwrite, family("compare")) as out:
+        files = _write_comparison(list(expls), agreement, out, formats, truth or GroundTruth(),
+                                  cmap, alpha, progress, render_size)
+    return [Path(out_dir) / f.name for f in files]
+
+
+def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], out: Path,
+                      formats: Sequence[str], truth: GroundTruth, cmap: str, alpha: float,
+                      progress: StageProgress | None, render_size: int | None
+                      ) -> list[Path]:
+    overwrite = True  # `out` is this run's own temporary folder
     files: list[Path] = []
     if "json" in formats:
         files.append(write_json(out / COMPARE_FILE, compare_summary(expls, agreement),
@@ -181,7 +254,53 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
             files.append(render_compare_video(
                 expls, _stream(expls[0], f"rendering {name}", progress, render_size), out / name,
                 cmap=cmap, alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
+    if "html" in formats:
+        for e in expls:
+            files += e.save(out / METHODS_DIR / e.method, overwrite)
+        files += _write_page(expls, agreement, out, truth, cmap, alpha, overwrite, progress)
     return files
+
+
+def rebuild_page(folder: str | Path, annotations: Any = None, *,
+                 cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA,
+                 overwrite: bool = False, progress: StageProgress | None = None) -> list[Path]:
+    """report.html of an explain or compare folder, again, from its files and the video
+    they explain (decoded again; no model). The ground truth drawn is the video's record
+    in `annotations` (an `AnnotationSet`) when given, else the folder's own."""
+    out = Path(folder)
+    check_writable(out / REPORT_FILE, overwrite)
+    if (out / COMPARE_FILE).is_file():
+        try:
+            summary = json.loads((out / COMPARE_FILE).read_text())
+            names, agreement = list(summary["methods"]), summary["agreement"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StvizError(f"{out / COMPARE_FILE}: unreadable ({exc}); run `stviz compare "
+                             "--html` again") from exc
+        expls = [_load_explanation(out / METHODS_DIR / name, "compare") for name in names]
+    else:
+        expls, agreement = [_load_explanation(out, "explain")], None
+    if annotations is not None:
+        truth = ground_truth(annotations.find_video(expls[0].video), expls[0])
+    elif (out / TRUTH_FILE).is_file():
+        truth = GroundTruth.load(out / TRUTH_FILE)
+    else:
+        truth = GroundTruth()
+    _check_video(expls[0], out)
+    return _write_page(expls, agreement, out, truth, cmap, alpha, True, progress)
+
+
+def _load_explanation(folder: Path, command: str) -> Explanation:
+    if not (folder / SUMMARY_FILE).is_file():
+        raise StvizError(f"{folder}: no {SUMMARY_FILE}; run `stviz {command} --html` (or "
+                         f"`--format json`) into it first")
+    return Explanation.load(folder)
+
+
+def _check_video(expl: Explanation, out: Path) -> None:
+    if not Path(expl.video).is_file():
+        raise StvizError(f"{expl.video}: the video {out} explains is not there (paths are "
+                         "relative to where the run started); run `stviz report` from that "
+                         "folder, or put the video back")
 
 
 def _key_frames(video: str | Path, indices: Sequence[int] | set[int]) -> dict[int, np.ndarray]:

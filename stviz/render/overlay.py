@@ -112,6 +112,8 @@ class OverlayPainter:
         text_h = cv2.getTextSize(hi_text, FONT, text_scale, 1)[0][1]
         bar_w = max(4, s // 6)
         bar_x = w - pad - bar_w
+        if bar_x - 2 - text_w < w // 3:  # a tiny frame: the timeline gets the whole strip
+            return w
         self.strip[pad:s - pad, bar_x:bar_x + bar_w] = self.scale.colorbar(bar_w, s - 2 * pad)
         text_x = bar_x - 2 - text_w
         for text, y in ((hi_text, pad + text_h), (lo_text, s - pad)):
@@ -125,7 +127,9 @@ class OverlayPainter:
         s = len(self.strip)
         pad = max(2, s // 10)
         tick = max(2, s // 12)
-        x0, x1 = pad, max(pad + 2, right - 2 * pad)
+        w = self.strip.shape[1]
+        x0 = min(pad, w - 1)
+        x1 = max(x0 + 1, min(w, right - 2 * pad))
         top, bottom = pad, s - pad - tick - 1
         n = video_length(self.expl)
         rel = np.interp(np.linspace(0, n - 1, x1 - x0), self.expl.frame_indices,

@@ -24,7 +24,12 @@ from pathlib import Path
 from types import ModuleType
 
 from stviz.datasets.annotations import activitynet, ava, gttubes, stviz_json, thumos, ucf101_24
-from stviz.datasets.annotations.model import AnnotationSet, VideoAnnotation, summarize
+from stviz.datasets.annotations.model import (
+    AnnotationSet,
+    VideoAnnotation,
+    clip_boxes,
+    summarize,
+)
 from stviz.datasets.annotations.source import Source
 from stviz.errors import StvizError
 
@@ -53,10 +58,12 @@ def load_annotations(path: str | Path, format: str | None = None, *,
     src = Source(path, None if label_map is None else Path(label_map).expanduser(),
                  split_number)
     try:
-        return _pick(src, format).load(src)
+        ann = _pick(src, format).load(src)
     except OSError as exc:
         raise StvizError(f"{path}: cannot read ({exc.strerror or exc}); check the path and "
                          "its permissions") from exc
+    clip_boxes(ann)
+    return ann
 
 
 def _pick(src: Source, format: str | None) -> ModuleType:

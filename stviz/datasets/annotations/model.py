@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stviz.errors import StvizError
+from stviz.errors import StvizError, warn
 
 
 @dataclass
@@ -152,6 +152,39 @@ class AnnotationSet:
         raise StvizError(f"{self.source}: no annotation for video {stem!r} (matched by file "
                          f"name without extension; ids there: {examples}); pass the "
                          "annotation file of this video's data set")
+
+
+def clip_boxes(ann: AnnotationSet) -> None:
+    """Clip every box of a video with a known frame size to the frame, in place (a box
+    reaching past the frame would count pixels that do not exist); warn with the count,
+    and refuse a file where most boxes lie entirely outside their frames (the wrong box
+    format or frame size, whose scores would mean nothing)."""
+    total = outside = clipped = 0
+    for v in ann.videos.values():
+        size = (1.0, 1.0) if v.box_unit == "normalized" else (v.width, v.height)
+        if not (size[0] and size[1]) or not v.boxes:
+            continue
+        w, h = float(size[0]), float(size[1])
+        keys = list(v.boxes)
+        b = np.nan_to_num(np.concatenate([np.asarray(v.boxes[t], np.float64) for t in keys]),
+                          nan=-1.0)
+        off = (b[:, 2] <= 0) | (b[:, 3] <= 0) | (b[:, 0] >= w) | (b[:, 1] >= h) \
+            | (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+        inside = np.clip(b, 0.0, [w, h, w, h])
+        total += len(b)
+        outside += int(off.sum())
+        changed = (inside != b).any(axis=1)
+        clipped += int(changed.sum())
+        if changed.any():
+            ends = np.cumsum([len(v.boxes[t]) for t in keys])[:-1]
+            v.boxes = dict(zip(keys, np.split(inside, ends)))
+    if total and outside > total / 2:
+        raise StvizError(f"{ann.source}: {outside} of {total} boxes lie outside their frames "
+                         "(or are empty); check the box format (x1, y1, x2, y2 in pixels) and "
+                         "the frame sizes")
+    if clipped:
+        warn(f"{ann.source}: {clipped} of {total} boxes reach outside their frames "
+             f"({outside} entirely or empty); clipped to the frame")
 
 
 def group_boxes(times: np.ndarray, boxes: np.ndarray, labels: np.ndarray | None = None
