@@ -7,7 +7,9 @@ The output says which. Method times are the best of --repeats on one clip at 224
 (attention also against plain inference); the end-to-end times are the wall time of
 `stviz explain` as a user runs it (a new process: imports, model loading, decoding,
 explaining, rendering every frame, writing) on a 10-second 340x256 video at 25 fps, in
-default mode and with --dense.
+default mode and with --dense. `--dense-methods` adds the rate of dense explanation
+(windows of T frames every T/2, in-process, decoding included, no rendering) in video
+frames per second, the GPU benchmark's figure.
 
 With --videomae the model is instead a ViT-Base-sized VideoMAE video classifier (random
 weights, 16 frames at 224x224, 1568 tokens), saved with save_pretrained and loaded as
@@ -16,6 +18,7 @@ forward pass. Needs stviz[transformers].
 
     .venv/bin/python benchmarks/bench_explain.py [--methods attention gradcam] [--repeats 3]
         [--device cpu] [--video-seconds 10] [--no-e2e] [--videomae]
+        [--dense-methods attention gradcam]
 """
 
 from __future__ import annotations
@@ -84,6 +87,16 @@ def test_video(path: Path, duration: float) -> Path:
     return write_video(path, frames, VIDEO_FPS)
 
 
+def dense_rate(model: AttentionModel, video: Path, method: str) -> tuple[int, float]:
+    """(video frames, seconds) of a dense explanation of every frame, after a warm-up."""
+    from stviz.explain import explain_video
+
+    explain_video(model, video, method, dense=True)
+    start = time.perf_counter()
+    expl = explain_video(model, video, method, dense=True)
+    return len(expl.frame_indices), time.perf_counter() - start
+
+
 def end_to_end(args: list[str]) -> float:
     """Wall time of one `stviz explain` process; its error, if any, is shown and raised."""
     start = time.perf_counter()
@@ -131,6 +144,8 @@ def main() -> None:
     parser.add_argument("--videomae", action="store_true",
                         help="Time a ViT-Base VideoMAE instead (default methods: gradcam, "
                              "attention-rollout).")
+    parser.add_argument("--dense-methods", nargs="*", default=[],
+                        help="Methods whose dense explanation rate (frames/s) to measure.")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -159,11 +174,19 @@ def main() -> None:
                     args.repeats)
         extra = f"  ({s / plain:.2f}x inference)" if name == "attention" else ""
         print(f"  {name:16} {s:8.3f} s{extra}  {method.params()}", flush=True)
-    if args.no_e2e:
+    if args.no_e2e and not args.dense_methods:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
         video = test_video(Path(tmp) / "bench.mp4", args.video_seconds)
+        if args.dense_methods:
+            print(f"dense explanation of a {args.video_seconds:g} s video (windows of "
+                  f"{args.frames} frames every {args.frames // 2}; decoding included):")
+        for name in args.dense_methods:
+            n, s = dense_rate(model, video, name)
+            print(f"  {name:16} {n / s:8.1f} frames/s  ({n} frames in {s:.2f} s)", flush=True)
+        if args.no_e2e:
+            return
         model_args = ["--device", args.device]
         if model.path is None:  # the untrained stand-in: a checkpoint the CLI can load
             save_checkpoint(model.net, model.spec, Path(tmp) / "untrained")

@@ -14,6 +14,7 @@ from stviz.core.checkpoint import find_checkpoints, read_spec
 from stviz.core.model import AttentionModel, load_model
 from stviz.errors import StvizError, warn
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP
+from stviz.render.outputs import DEFAULT_RENDER_SIZE
 
 __all__ = ["AttentionModel", "CompareResult", "ExplainResult", "annotations_summary", "compare",
            "evaluate", "explain", "list_models", "load_classifier", "load_model",
@@ -137,7 +138,8 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
             formats: str | Sequence[str] | None = None, annotations: str | Path | None = None,
             cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
             device: str = "auto", progress: Any = None,
-            method_params: dict[str, Any] | None = None, **load_options: Any) -> ExplainResult:
+            method_params: dict[str, Any] | None = None,
+            render_size: int | None = DEFAULT_RENDER_SIZE, **load_options: Any) -> ExplainResult:
     """Explain why `model` (default: the bundled one) classifies `video` as it does.
 
     `target`: the class to explain (name or index; default the predicted one). Default
@@ -148,7 +150,8 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
     names are in `stviz.render.outputs`; html: the interactive report.html), refusing to
     replace existing ones unless
     `overwrite`; `annotations`: a ground-truth file whose boxes and segments for this
-    video are drawn. `progress(stage, done, total)` is called as work advances.
+    video are drawn; `render_size`: the overlay video's longest side at most (pixels; 0 or
+    None: the video's own size). `progress(stage, done, total)` is called as work advances.
     `load_options` (arch, layout, layer, classes, input_size) go to `load_classifier`.
     """
     from stviz.explain import explain_video, get_method
@@ -170,7 +173,8 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
     if out is not None:
         truth = outputs.ground_truth(record, expl) if record is not None else None
         files = outputs.write_explanation(expl, out, fmts, truth=truth, cmap=cmap, alpha=alpha,
-                                          overwrite=overwrite, progress=progress)
+                                          overwrite=overwrite, progress=progress,
+                                          render_size=render_size)
     return ExplainResult(expl, files, _timings(start, loaded, explained), clf.name,
                          _bundled(clf))
 
@@ -181,7 +185,7 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
             annotations: str | Path | None = None, cmap: str = DEFAULT_CMAP,
             alpha: float = DEFAULT_ALPHA, overwrite: bool = False, device: str = "auto",
             progress: Any = None, params: dict[str, dict[str, Any]] | None = None,
-            **load_options: Any) -> CompareResult:
+            render_size: int | None = DEFAULT_RENDER_SIZE, **load_options: Any) -> CompareResult:
     """Explain `video` with the model's own attention (stviz models; attention rollout for
     Hugging Face video transformers) and each baseline
     method on the same frames, and measure how much they agree: Spearman correlation of
@@ -213,7 +217,8 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
     if out is not None:
         truth = outputs.ground_truth(record, expls[0]) if record is not None else None
         files = outputs.write_comparison(expls, agreement, out, fmts, truth=truth, cmap=cmap,
-                                         alpha=alpha, overwrite=overwrite, progress=progress)
+                                         alpha=alpha, overwrite=overwrite, progress=progress,
+                                         render_size=render_size)
     return CompareResult(expls, agreement, files, _timings(start, loaded, explained), clf.name,
                          _bundled(clf))
 

@@ -14,10 +14,16 @@ Sampling: `uniform_indices` takes the centre of each of T equal segments (TSN,
 the paper's rule). A clip shorter than T frames repeats its nearest frames to
 make T, with a warning (the formula repeats them; callers warn).
 
-Encoding writes H.264 MP4 (yuv420p, CRF 18, single-threaded so that the same
-frames always give the same bytes) in-process through PyAV (FFmpeg's libraries:
-no ffmpeg process per file, which matters when `stviz synth` writes thousands of
-short clips), or GIF through Pillow, always atomically (`stviz.files.atomic_path`).
+Streaming every frame at a smaller size (the overlay videos) decodes with PyAV's
+threaded decoder and scales inside FFmpeg (swscale): for a 1080p video that is about
+a third of the CPU time of OpenCV's decode, colour conversion and `cv2.resize`.
+
+Encoding writes H.264 MP4 (yuv420p, CRF 18) in-process through PyAV (FFmpeg's
+libraries: no ffmpeg process per file, which matters when `stviz synth` writes
+thousands of short clips), or GIF through Pillow, always atomically
+(`stviz.files.atomic_path`). By default x264 runs single-threaded, so that the same
+frames always give the same bytes; `reproducible=False` (the overlays) uses what the
+machine has instead: NVENC when an NVIDIA GPU's encoder opens, else x264 on every core.
 
 Odd sizes: yuv420p needs even width and height, so the MP4 writer pads an odd
 dimension by one pixel on the right or bottom, replicating the edge pixels; a
@@ -27,6 +33,7 @@ dimension by one pixel on the right or bottom, replicating the edge pixels; a
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -54,6 +61,11 @@ _X264_OPTIONS = {"crf": "18", "preset": "veryfast", "threads": "1", "flags": "+b
                  "x264-params": "bframes=0"}
 # bitexact: no library version strings or timestamps in the file; faststart: index first.
 _MP4_OPTIONS = {"movflags": "+faststart", "fflags": "+bitexact"}
+# For `reproducible=False`: x264 on every core ("0": one thread per core, frame-parallel)
+# with B-frames (on overlays: files a quarter the size, 10% less CPU), or NVIDIA's
+# hardware encoder at about x264's CRF 18 quality.
+_X264_ANY_THREADS = {"crf": "18", "preset": "veryfast", "threads": "0"}
+_NVENC_OPTIONS = {"preset": "p4", "rc": "vbr", "cq": "19", "bf": "0"}
 _GIF_MIN_CS = 2  # browsers play GIF delays under 2/100 s at 10/100 s
 
 
@@ -290,26 +302,76 @@ def _decode(path: Path, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def iter_frames(
-    path: str | Path, indices: Iterable[int] | None = None, info: VideoInfo | None = None
+    path: str | Path,
+    indices: Iterable[int] | None = None,
+    info: VideoInfo | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Stream (index, RGB frame), one frame in memory at a time.
 
     All frames when `indices` is None; otherwise the unique indices in increasing
-    order (streaming never goes backwards). Checks the file before returning.
+    order (streaming never goes backwards). `size` = (width, height) scales the
+    frames (all frames: in FFmpeg, see `_stream_scaled`). Checks the file before
+    returning.
     """
     p = Path(path)
     info = info or probe(p)
+    if size is not None and (size[0], size[1]) != (info.width, info.height) and indices is None:
+        return _stream_scaled(p, info, (int(size[0]), int(size[1])))
     wanted = np.unique(all_indices(info.frames) if indices is None else _checked(indices, info))
-    return _stream(p, wanted)
+    return _stream(p, wanted, size)
 
 
-def _stream(path: Path, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+def _stream(path: Path, wanted: np.ndarray, size: tuple[int, int] | None = None
+            ) -> Iterator[tuple[int, np.ndarray]]:
     done = 0
     for index, frame in _decode(path, wanted):
         done += 1
-        yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        yield index, _resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), size)
     if done < len(wanted):
         warn(f"{path}: frame {wanted[done]} and later ones do not decode; stopped there")
+
+
+def _stream_scaled(path: Path, info: VideoInfo, size: tuple[int, int]
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame at `size`, decoded by PyAV on all cores and scaled by swscale (fast
+    bilinear). Falls back to OpenCV (`_stream`) when PyAV cannot open the file or sees
+    another frame size than OpenCV did (rotation metadata, which only OpenCV applies)."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeError, OSError):
+        yield from _stream(path, all_indices(info.frames), size)
+        return
+    done = 0
+    with contextlib.closing(container):
+        video = container.streams.video[0] if container.streams.video else None
+        if video is None or (video.codec_context.width, video.codec_context.height) != (
+                info.width, info.height):
+            yield from _stream(path, all_indices(info.frames), size)
+            return
+        video.thread_type = "AUTO"
+        try:
+            for frame in container.decode(video):
+                if done == info.frames:
+                    break
+                yield done, frame.to_ndarray(width=size[0], height=size[1], format="rgb24",
+                                             interpolation="FAST_BILINEAR")
+                done += 1
+        except av.FFmpegError:
+            pass  # a corrupt packet: keep what decoded, as OpenCV does
+    if done < info.frames:
+        warn(f"{path}: frame {done} and later ones do not decode; stopped there")
+
+
+def fit_size(width: int, height: int, long_side: int | None) -> tuple[int, int]:
+    """(width, height) shrunk so that the longer side is at most `long_side` pixels, both
+    even (as H.264's yuv420p needs); never enlarged. None or 0: the size unchanged."""
+    if not long_side or max(width, height) <= long_side:
+        return width, height
+    scale = long_side / max(width, height)
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
 
 
 def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -377,19 +439,50 @@ def _gif_durations_ms(n: int, fps: float) -> list[int]:
     return [10 * max(_GIF_MIN_CS, int(d)) for d in np.diff(ticks)]
 
 
+@functools.cache
+def _nvenc_opens() -> bool:
+    """Whether NVIDIA's H.264 encoder opens here (a GPU, its driver, and an FFmpeg built
+    with it): one 64x64 frame into memory, once per process (~10 ms when it does not)."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(), "w", format="mp4") as container:
+            stream = container.add_stream("h264_nvenc", rate=25, options=_NVENC_OPTIONS)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            blank = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            container.mux(stream.encode(blank))
+            container.mux(stream.encode(None))
+    except (av.FFmpegError, ValueError, OSError):
+        return False
+    return True
+
+
+def mp4_encoder(reproducible: bool = True) -> tuple[str, dict[str, str]]:
+    """(FFmpeg encoder, its options) that `VideoWriter` uses for MP4 (see the module doc)."""
+    if reproducible:
+        return "libx264", _X264_OPTIONS
+    if _nvenc_opens():
+        return "h264_nvenc", _NVENC_OPTIONS
+    return "libx264", _X264_ANY_THREADS
+
+
 class _Mp4Encoder:
     """H.264 yuv420p encoding of RGB frames into an MP4 file, inside this process."""
 
-    def __init__(self, path: Path | None, width: int, height: int, fps: float) -> None:
+    def __init__(self, path: Path | None, width: int, height: int, fps: float,
+                 reproducible: bool = True) -> None:
         from fractions import Fraction
 
         import av
 
+        codec, options = mp4_encoder(reproducible)
         self._container = av.open(str(path), "w", format="mp4", options=_MP4_OPTIONS)
         try:
             # 1/1000 s resolution keeps fractional rates such as 29.97 exact enough.
             rate = Fraction(fps).limit_denominator(1000)
-            self._stream = self._container.add_stream("libx264", rate=rate, options=_X264_OPTIONS)
+            self._stream = self._container.add_stream(codec, rate=rate, options=options)
             self._time_base = 1 / rate
             self._stream.width, self._stream.height = width, height
             self._stream.pix_fmt = "yuv420p"
@@ -422,11 +515,15 @@ class VideoWriter:
     Use as a context manager: the file appears at `path` only when the block ends
     without an exception. MP4 frames stream to ffmpeg as they come; GIF frames are
     kept (palettised, 1 byte a pixel) until the end, and Pillow merges identical
-    consecutive GIF frames into one longer frame.
+    consecutive GIF frames into one longer frame. `reproducible=False`: MP4 encoding
+    uses every core or the GPU's encoder (`mp4_encoder`), and the bytes then depend on
+    the machine.
     """
 
-    def __init__(self, path: str | Path, fps: float, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, fps: float, overwrite: bool = False,
+                 reproducible: bool = True) -> None:
         self.path = Path(path)
+        self.reproducible = reproducible
         self.fps = float(fps)
         self.kind = self.path.suffix.lower()
         if self.kind not in (".mp4", ".gif"):
@@ -479,7 +576,8 @@ class VideoWriter:
         else:
             frame = np.ascontiguousarray(_even(frame))
             if self._encoder is None:
-                self._encoder = _Mp4Encoder(self._tmp, frame.shape[1], frame.shape[0], self.fps)
+                self._encoder = _Mp4Encoder(self._tmp, frame.shape[1], frame.shape[0], self.fps,
+                                            self.reproducible)
             self._encoder.write(frame)
         self.frames += 1
 

@@ -19,7 +19,7 @@ from stviz.cli import cli, main
 from stviz.cli import explain as cli_explain
 from stviz.core.checkpoint import CONFIG_FILE, DEFAULT_MODEL, save_checkpoint
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP, GT_RGB, SEGMENT_RGB
-from stviz.render.outputs import DEFAULT_FORMATS
+from stviz.render.outputs import DEFAULT_FORMATS, DEFAULT_RENDER_SIZE
 from stviz.render.overlay import PANEL_GAP, strip_height, title_height
 from stviz.video import probe, write_video
 
@@ -227,6 +227,7 @@ def test_help_teaches_and_matches_the_library():
     assert set(cli_explain.METHODS) == set(METHODS)  # the help lists every method
     assert (cli_explain.DEFAULT_CMAP, cli_explain.DEFAULT_ALPHA) == (DEFAULT_CMAP, DEFAULT_ALPHA)
     assert ",".join(DEFAULT_FORMATS) == cli_explain.DEFAULT_FORMATS
+    assert cli_explain.DEFAULT_RENDER_SIZE == DEFAULT_RENDER_SIZE
     for method, listed in cli_explain.METHOD_PARAMS.items():  # --help's parameter list
         fields = dataclasses.fields(METHODS[method])
         assert [p.split("=")[0] for p in listed.split()] == [f.name for f in fields]
@@ -238,6 +239,7 @@ def test_help_teaches_and_matches_the_library():
         text = CliRunner().invoke(cli, [name, "--help"]).output
         assert "Examples:" in text and f"stviz {name} clip.mp4" in text
         assert "--overwrite" in text and "mp4,png,json]" in text
+        assert "--render-size" in text and "[default: 720" in text
 
 
 def test_the_executable_flushes_its_output_and_keeps_exit_codes(video, tmp_path):
@@ -280,3 +282,24 @@ def test_method_parameters_from_the_command_line(models, video, tmp_path, capsys
                       (["compare", video, "-b", "ig", "-p", "steps=4"], "METHOD.NAME=VALUE")):
         code, _, err = run(capsys, *bad, *args)
         assert code == 2 and says in err, (bad, err)
+
+
+def test_render_size_bounds_the_videos_long_side(models, video, tmp_path, capsys):
+    """--render-size 40 draws the 80x64 video at 40x32 (explain and compare); 0 and the
+    default 720 keep a small video's own size."""
+    for size, (w, h) in ((40, (40, 32)), (0, (W, H)), (None, (W, H))):
+        out = tmp_path / f"explain-{size}"
+        extra = [] if size is None else ["--render-size", size]
+        code, _, _ = run(capsys, "explain", video, "--model", models / "tiny", "--out", out,
+                         "--device", "cpu", "--format", "mp4", "--quiet", *extra)
+        assert code == 0
+        info = probe(out / "overlay.mp4")
+        assert (info.frames, info.width, info.height) == (N, w, h + strip_height(h))
+    code, _, _ = run(capsys, "compare", video, "-b", "saliency", "--model", models / "tiny",
+                     "--out", tmp_path / "compare", "--device", "cpu", "--format", "mp4",
+                     "--render-size", 40, "--quiet")
+    assert code == 0
+    info = probe(tmp_path / "compare" / "compare.mp4")
+    assert info.width == 2 * 40 + PANEL_GAP and info.frames == N
+    code, _, err = run(capsys, "explain", video, "--render-size", -1)
+    assert code == 2 and "--render-size" in err

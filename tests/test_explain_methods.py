@@ -161,6 +161,24 @@ def test_smoothgrad_noise_scales_with_the_value_range(model, clip):
     torch.testing.assert_close(a.spatial, b.spatial)  # no noise: plain saliency
 
 
+def test_smoothgrad_is_seeded_two_runs_equal(model, clip):
+    """Same seed: the same map, whatever the global random state; another seed: another."""
+    clf = as_classifier(model)
+    torch.manual_seed(123)
+    first = get_method("smoothgrad", samples=3).attribute(clf, clip, 1)
+    torch.manual_seed(456)
+    state = torch.random.get_rng_state()
+    second = get_method("smoothgrad", samples=3).attribute(clf, clip, 1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's state untouched
+    torch.testing.assert_close(first.spatial, second.spatial, rtol=0, atol=0)
+    torch.testing.assert_close(first.temporal, second.temporal, rtol=0, atol=0)
+    other = get_method("smoothgrad", samples=3, seed=7).attribute(clf, clip, 1)
+    assert not torch.equal(first.spatial, other.spatial)
+    get_method("smoothgrad", seed=0)  # 0 is a seed, not a count
+    with pytest.raises(StvizError, match="seed=-1 must be a whole number >= 0"):
+        get_method("smoothgrad", seed=-1)
+
+
 def test_occlusion_windows_are_in_grid_cells(model, clip):
     clf = as_classifier(model)
     clf.layer_info()  # the probe's forward pass is not occlusion's

@@ -60,8 +60,24 @@ def test_pointing_game_by_hand() -> None:
              np.array([[10, 10, 12, 12], [0, 3, 1, 4]]),  # distances hypot(8, 9), hypot(2, 2)
              np.zeros((0, 4))]
     np.testing.assert_array_equal(pointing_game(maps, boxes, tolerance=0), [0, 1, 0, NAN])
-    np.testing.assert_array_equal(pointing_game(maps, boxes, tolerance=1), [1, 1, 0, NAN])
+    np.testing.assert_array_equal(pointing_game(maps, boxes, tolerance=1), [0, 1, 0, NAN])
+    np.testing.assert_array_equal(pointing_game(maps, boxes, tolerance=1.5), [1, 1, 0, NAN])
     np.testing.assert_array_equal(pointing_game(maps, boxes, tolerance=3), [1, 1, 1, NAN])
+
+
+def test_pointing_game_misses_at_exactly_the_tolerance_as_torchray() -> None:
+    """TorchRay accepts (u - x)^2 + (v - y)^2 < tolerance^2: 15 px away is a miss, 14 a hit."""
+    maps = np.zeros((2, 40, 40))
+    maps[:, 20, 30] = 1  # the maximum at x = 30, y = 20
+    boxes = np.array([[[0, 0, 16, 40]],  # covers x 0..15: 15 px from x = 30
+                      [[0, 0, 17, 40]]], float)  # covers x 0..16: 14 px
+    np.testing.assert_array_equal(pointing_game(maps, boxes), [0, 1])
+    # TorchRay's acceptance disc, written out, agrees
+    v, u = np.meshgrid(np.arange(40), np.arange(40), indexing="ij")
+    for n, (x1, y1, x2, y2) in enumerate(boxes[:, 0].astype(int)):
+        mask = np.zeros((40, 40), bool)
+        mask[y1:y2, x1:x2] = True
+        assert bool((mask & ((v - 20) ** 2 + (u - 30) ** 2 < 15 ** 2)).any()) == [0, 1][n]
 
 
 def test_pointing_game_upsamples() -> None:
@@ -150,6 +166,34 @@ def test_max_box_acc_v2_by_hand() -> None:
     # frame 3 has no ground truth) 0 then 1
     r = max_box_acc_v2(maps, gt, taus=[0.2, 0.5], ious=[0.7], labels=[0, 0, 1, 1])
     np.testing.assert_allclose(r.accuracy[:, 0], [(1 / 2 + 0) / 2, (0 + 1) / 2])
+
+
+def test_max_box_acc_v2_wsolevaluation_convention_by_hand() -> None:
+    """wsolevaluation: +1 on every width and height, predicted x2/y2 clipped to W-1/H-1.
+
+    Frame 0: the box [1, 1, 7, 7] at tau .2 against GT [2, 2, 6, 6]: stviz 16/36 = 0.444,
+    wsolevaluation 25/49 = 0.510 (IoU .5: a miss, a hit). Frame 1: a blob up to the
+    right and bottom edges, box [4, 4, 8, 8], against GT [4, 4, 8, 8]: stviz 1.0,
+    wsolevaluation clips it to [4, 4, 7, 7] and scores 16/25 = 0.64 (IoU .7: a hit, a miss).
+    """
+    edge = np.zeros((8, 8), np.float32)
+    edge[4:8, 4:8] = 1
+    maps = np.stack([_three_level_map(), edge])
+    gt = np.array([[[2, 2, 6, 6]], [[4, 4, 8, 8]]], float)
+    ours = max_box_acc_v2(maps, gt, taus=[0.2], ious=[0.5, 0.7])
+    wsol = max_box_acc_v2(maps, gt, taus=[0.2], ious=[0.5, 0.7],
+                          box_convention="wsolevaluation")
+    np.testing.assert_array_equal(ours.hits[:, 0], [[0, 0], [1, 1]])
+    np.testing.assert_array_equal(wsol.hits[:, 0], [[1, 0], [1, 0]])
+    assert ours.value == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert wsol.value == pytest.approx((1 + 0) / 2)
+    assert iou([1, 1, 7, 7], [2, 2, 6, 6], inclusive=True) == pytest.approx(25 / 49)
+    # no contour (a constant map): wsolevaluation predicts [0, 0, 0, 0], 1 px at the origin
+    flat = max_box_acc_v2(np.zeros((1, 8, 8), np.float32), np.array([[[0, 0, 1, 1]]], float),
+                          taus=[0.5], ious=[0.25], box_convention="wsolevaluation")
+    assert flat.value == 1.0  # IoU 1/4 with the 2x2 (inclusive) box
+    with pytest.raises(ValueError, match="box_convention"):
+        max_box_acc_v2(maps, gt, box_convention="inclusive")
 
 
 def test_max_box_acc_v2_all_contours_and_holes() -> None:

@@ -119,6 +119,22 @@ def test_overlay_draws_boxes(tmp_path: Path) -> None:
     assert green(without[30, 10]) < 10
 
 
+def test_overlay_at_a_smaller_size_scales_the_boxes(tmp_path: Path) -> None:
+    """Frames drawn at half the video's size: boxes (in the video's pixels) follow."""
+    boxes = {12: np.array([[20, 20, 80, 60]])}  # at half size: x 10..40, y 10..30
+    out = render_overlay(make_expl(), video(size=(W // 2, H // 2)), tmp_path / "half.mp4",
+                         boxes=boxes)
+    info = probe(out)
+    assert (info.width, info.height) == (W // 2, H // 2 + strip_height(H // 2))
+    (frame,) = read_frames(out, [12])
+
+    def green(p: np.ndarray) -> int:
+        return int(p[1]) - max(int(p[0]), int(p[2]))
+
+    assert green(frame[20, 10]) > 50  # the left edge, scaled
+    assert green(frame[20, 20]) < 10  # where the unscaled edge would be: inside, no line
+
+
 def test_overwrite_is_refused_unless_asked(tmp_path: Path, overlay_mp4: Path) -> None:
     with pytest.raises(StvizError, match="exists"):
         render_overlay(make_expl(), video(), overlay_mp4)

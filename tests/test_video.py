@@ -18,7 +18,9 @@ from stviz.errors import StvizError, StvizWarning
 from stviz.video import (
     VideoWriter,
     all_indices,
+    fit_size,
     iter_frames,
+    mp4_encoder,
     probe,
     read_frames,
     sliding_windows,
@@ -364,6 +366,47 @@ def test_iter_frames_streams_the_unique_indices_in_order(long_clip: Path) -> Non
     got = list(iter_frames(long_clip, [90, 2, 90, 7]))
     assert [i for i, _ in got] == [2, 7, 90]
     assert all(f.shape == (24, 32, 3) and f.dtype == np.uint8 for _, f in got)
+
+
+@pytest.mark.parametrize(("size", "long_side", "expected"), [
+    ((1920, 1080), 720, (720, 404)), ((1080, 1920), 720, (404, 720)),
+    ((340, 256), 720, (340, 256)),  # never enlarged
+    ((1920, 1080), 0, (1920, 1080)), ((1920, 1080), None, (1920, 1080)),
+    ((75, 61), 50, (50, 40)), ((4000, 2), 100, (100, 2)),  # even, at least 2
+])
+def test_fit_size(size: tuple[int, int], long_side: int | None,
+                  expected: tuple[int, int]) -> None:
+    assert fit_size(*size, long_side) == expected
+
+
+def test_every_frame_scaled_in_ffmpeg_matches_opencv_then_resize(long_clip: Path) -> None:
+    """The overlay's stream (PyAV decode, swscale) has every frame, in order, at the size
+    asked, and the colours OpenCV's decode and cv2.resize give."""
+    scaled = list(iter_frames(long_clip, size=(16, 12)))
+    assert [i for i, _ in scaled] == list(range(200))
+    assert all(f.shape == (12, 16, 3) and f.dtype == np.uint8 for _, f in scaled)
+    reference = read_frames(long_clip, [0, 99, 199], size=(16, 12))
+    for got, ref in zip((scaled[0][1], scaled[99][1], scaled[199][1]), reference):
+        assert np.abs(got.astype(int) - ref).mean() < 6
+
+
+def test_every_frame_scaled_falls_back_to_opencv_when_sizes_disagree(long_clip: Path) -> None:
+    """A rotated video: OpenCV reports the rotated size, PyAV decodes the stored one."""
+    rotated = video.VideoInfo(long_clip, 200, 25.0, 24, 32, 8.0, 200)
+    got = list(iter_frames(long_clip, info=rotated, size=(12, 16)))
+    assert len(got) == 200 and got[0][1].shape == (16, 12, 3)
+
+
+def test_unreproducible_mp4_uses_every_core_and_reads_back(tmp_path: Path) -> None:
+    codec, options = mp4_encoder(reproducible=False)
+    assert codec in ("libx264", "h264_nvenc")
+    if codec == "libx264":
+        assert options["threads"] == "0"
+    assert mp4_encoder()[1]["threads"] == "1"  # the default stays byte-reproducible
+    with VideoWriter(tmp_path / "fast.mp4", 25, reproducible=False) as writer:
+        for frame in _ramp(30):
+            writer.append(frame)
+    assert probe(tmp_path / "fast.mp4").frames == 30
 
 
 def test_read_frames_resizes_and_checks_indices(long_clip: Path) -> None:

@@ -23,17 +23,18 @@ METHODS = ("attention", "attention-rollout", "gradcam", "guided-gradcam", "salie
            "smoothgrad", "ig", "occlusion", "frame-ablation")
 # Each method's parameters and defaults, for --help (checked against the classes by a test).
 METHOD_PARAMS = {"attention-rollout": "head_fusion=mean discard=0.0",
-                 "smoothgrad": "samples=8 noise=0.15 batch=2", "ig": "steps=32 batch=2",
+                 "smoothgrad": "samples=8 noise=0.15 batch=2 seed=0", "ig": "steps=32 batch=2",
                  "occlusion": "window_frames=auto stride_frames=auto window_cells=2 "
                               "stride_cells=1 batch=4",
                  "frame-ablation": "batch=4"}
 DEFAULT_CMAP, DEFAULT_ALPHA, DEFAULT_FORMATS = "inferno", 0.45, "mp4,png,json"
+DEFAULT_RENDER_SIZE = 720
 TOP_CLASSES = 5
 PEAKS = 3
 
 
 _SHARED = ("model", "target", "frames", "out_dir", "formats", "annotations", "cmap", "alpha",
-           "overwrite", "arch", "layout", "layer", "classes", "input_size")
+           "render_size", "overwrite", "arch", "layout", "layer", "classes", "input_size")
 HTML_HELP = ("Also write report.html: one self-contained page (no network, opens from "
              "file://) with the video, the heatmap following the playhead, an opacity slider, "
              "the temporal curves (click to seek), ground truth, prediction and runtimes. "
@@ -69,6 +70,12 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Matplotlib colormap of the heatmaps (e.g. jet, viridis)."),
         click.option("--alpha", type=click.FloatRange(0, 1), default=DEFAULT_ALPHA,
                      show_default=True, help="Heatmap opacity over the frame."),
+        click.option("--render-size", type=click.IntRange(min=0), default=DEFAULT_RENDER_SIZE,
+                     show_default=True, metavar="PX",
+                     help="Longest side of overlay.mp4 / compare.mp4 panels at most, in "
+                          "pixels (smaller videos keep their size; 0: always the video's "
+                          "own size). A 1080p video drawn at full size takes about three "
+                          "times longer."),
         click.option("--overwrite", is_flag=True,
                      help="Replace existing files in --out (never done otherwise)."),
         click.option("--arch", default=None,

@@ -24,12 +24,15 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 
 Boxes = np.ndarray | Sequence[np.ndarray]
 Size = tuple[int, int]  # (height, width)
+BoxConvention = Literal["stviz", "wsolevaluation"]
+BOX_CONVENTIONS = ("stviz", "wsolevaluation")
 
 _CHUNK = 32  # frames per work item: small enough to stay in cache at 320x240
 _NO_BOX = np.full(4, np.nan)
@@ -53,19 +56,23 @@ def pad_boxes(boxes: Boxes, n: int | None = None) -> np.ndarray:
     return out
 
 
-def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
     """Intersection over union of boxes broadcast against each other (`...`, 4) -> (`...`).
 
     The overlap width and height are clamped at 0 EACH (the reference clamped their
     product, so two disjoint boxes with both sides negative scored an overlap).
-    Zero-area unions give 0; NaN boxes give NaN.
+    Zero-area unions give 0; NaN boxes give NaN. `inclusive`: x2/y2 are the last
+    pixel, so every width and height gets +1 (the convention of `wsolevaluation`).
     """
     a, b = np.asarray(boxes_a, np.float64), np.asarray(boxes_b, np.float64)
-    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    one = 1.0 if inclusive else 0.0
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, 0,
+                None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, 0,
+                None)
     inter = w * h
-    union = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-             + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter)
+    union = ((a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
+             + (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one) - inter)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, inter / union, np.where(np.isnan(union), np.nan, 0.0))
 
@@ -97,13 +104,14 @@ def _hits(values: np.ndarray, threshold: float) -> np.ndarray:
 
 def pointing_game(maps: np.ndarray, boxes: Boxes, tolerance: float = 15,
                   frame_size: Size | None = None) -> np.ndarray:
-    """Hit when the map's maximum lies within `tolerance` pixels of a ground-truth box.
+    """Hit when the map's maximum lies closer than `tolerance` pixels to a ground-truth box.
 
     The maximum is taken on the map at frame resolution (first pixel on ties); its
     distance to a box is the Euclidean distance from that pixel to the nearest pixel
-    the box covers, as TorchRay's tolerance-dilated mask (Zhang et al., "Top-down
-    neural attention by excitation backprop", IJCV 2018; TorchRay `PointingGame`,
-    tolerance 15 px).
+    the box covers. A hit needs distance < tolerance, strictly, as TorchRay's
+    acceptance disc (Zhang et al., "Top-down neural attention by excitation backprop",
+    IJCV 2018; TorchRay `PointingGame`, tolerance 15 px), so a maximum exactly 15 px
+    away misses. `tolerance=0` (not TorchRay's: there it never hits) means "inside a box".
     """
     gt = pad_boxes(boxes, len(maps))
     return _chunked(maps, _size(maps, frame_size),
@@ -189,7 +197,8 @@ class MaxBoxAcc:
 def max_box_acc_v2(maps: np.ndarray, boxes: Boxes, taus: np.ndarray | None = None,
                    ious: Sequence[float] = (0.3, 0.5, 0.7), labels: np.ndarray | None = None,
                    multi_contour: bool = True, frame_size: Size | None = None,
-                   work_size: Size | None = None) -> MaxBoxAcc:
+                   work_size: Size | None = None,
+                   box_convention: BoxConvention = "stviz") -> MaxBoxAcc:
     """MaxBoxAccV2 of Choe et al., "Evaluating Weakly Supervised Object Localization
     Methods Right", CVPR 2020 (as in their `wsolevaluation` code).
 
@@ -201,20 +210,32 @@ def max_box_acc_v2(maps: np.ndarray, boxes: Boxes, taus: np.ndarray | None = Non
     IoU threshold) when any of those boxes reaches the IoU with any GT box.
     Dataset level: accuracy(tau) = mean of hits over frames (with `labels`: mean over
     classes of the per-class means), best over tau for each IoU threshold, averaged
-    over `ious` (0.3, 0.5, 0.7). Differences from `wsolevaluation`: boxes use the
-    exclusive-end convention of stviz (no +1 in widths, x2 not clipped to W-1) and
-    bilinear rather than bicubic upsampling.
+    over `ious` (0.3, 0.5, 0.7).
+    `box_convention` chooses how boxes are measured. "stviz" (the default): x2/y2 are
+    exclusive, as every stviz box, so a box's width is x2 - x1. "wsolevaluation": their
+    reference code's, to compare with published WSOL tables: predicted x2/y2 are clipped
+    to W-1/H-1, every IoU adds +1 to widths and heights (ground-truth boxes are then
+    read as inclusive too), and a threshold without any contour predicts the box
+    [0, 0, 0, 0]. On small maps the two differ by up to a few hundredths.
+    Another difference from `wsolevaluation`, in both conventions: bilinear rather than
+    bicubic upsampling.
     Cost grows with len(taus) x pixels: with 100 taus about 7 ms per 320x240 frame and
     1 ms at `work_size=(60, 80)` on two cores; use the latter for 10,000 frames.
     """
+    if box_convention not in BOX_CONVENTIONS:
+        raise ValueError(f"box_convention {box_convention!r}: use one of {BOX_CONVENTIONS}")
     taus = np.arange(0, 1, 0.01) if taus is None else np.asarray(taus, np.float64)
     ious = tuple(float(t) for t in ious)
     gt = pad_boxes(boxes, len(maps))
     size = _size(maps, frame_size)
     work = work_size or size
+    # wsolevaluation clips predicted x2, y2 to the last pixel of the frame
+    clip = (np.array([size[1] - 1, size[0] - 1] * 2, np.float64)
+            if box_convention == "wsolevaluation" else None)
 
     def chunk(i: int, u: np.ndarray) -> np.ndarray:
-        return _multi_hits(u, gt[i:i + len(u)], taus, ious, multi_contour, _scale(work, size))
+        return _multi_hits(u, gt[i:i + len(u)], taus, ious, multi_contour, _scale(work, size),
+                           clip)
 
     return max_box_acc_from_hits(_chunked(maps, work, chunk), taus, ious, labels)
 
@@ -296,7 +317,9 @@ def _pointing(u: np.ndarray, gt: np.ndarray, tolerance: float) -> np.ndarray:
     py, px = np.divmod(flat, u.shape[2])
     dx = np.maximum(np.maximum(gt[..., 0] - px[:, None], px[:, None] - (gt[..., 2] - 1)), 0)
     dy = np.maximum(np.maximum(gt[..., 1] - py[:, None], py[:, None] - (gt[..., 3] - 1)), 0)
-    hit = (np.hypot(dx, dy) <= tolerance).any(axis=1)  # NaN rows compare False
+    distance = np.hypot(dx, dy)
+    near = distance < tolerance if tolerance > 0 else distance == 0
+    hit = near.any(axis=1)  # NaN rows compare False
     return np.where(_has_gt(gt), hit.astype(np.float64), np.nan)
 
 
@@ -354,8 +377,10 @@ def _paper_boxes(u: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def _multi_hits(u: np.ndarray, gt: np.ndarray, taus: np.ndarray, ious: tuple[float, ...],
-                multi_contour: bool, scale: np.ndarray) -> np.ndarray:
-    """(n, len(taus), len(ious)) hits of one chunk (see `max_box_acc_v2`).
+                multi_contour: bool, scale: np.ndarray, clip: np.ndarray | None = None
+                ) -> np.ndarray:
+    """(n, len(taus), len(ious)) hits of one chunk (see `max_box_acc_v2`); `clip` (the
+    frame's last x, y, x, y): the wsolevaluation convention.
 
     All thresholds of a frame are searched in ONE `cv2.findContours` call: the binary
     masks are stacked into a strip with a blank row between them, so no contour crosses
@@ -371,7 +396,11 @@ def _multi_hits(u: np.ndarray, gt: np.ndarray, taus: np.ndarray, ious: tuple[flo
         np.greater(q, cut[:, None, None], out=strip[:, :height].view(bool))
         contours = cv2.findContours(strip.reshape(-1, width), cv2.RETR_TREE,
                                     cv2.CHAIN_APPROX_SIMPLE)[-2]
+        per_level = np.full(len(taus), -1.0)
+        if clip is not None:  # their box where no contour is found: [0, 0, 0, 0]
+            per_level[:] = np.nan_to_num(iou(np.zeros(4), gt[n], inclusive=True)).max()
         if not contours:
+            out[n] = per_level[:, None] >= np.array(ious)
             continue
         rects = _bounding_rects(contours)
         level = rects[:, 1].astype(np.int64) // (height + 1)
@@ -381,8 +410,12 @@ def _multi_hits(u: np.ndarray, gt: np.ndarray, taus: np.ndarray, ious: tuple[flo
             order = np.lexsort((np.arange(len(area)), -area, level))
             keep = order[np.r_[True, level[order][1:] != level[order][:-1]]]
             rects, level = rects[keep], level[keep]
-        best = np.nan_to_num(iou(rects[:, None] * scale, gt[n][None])).max(axis=1)
-        per_level = np.full(len(taus), -1.0)
+        rects = rects * scale
+        if clip is not None:
+            rects = np.minimum(rects, clip)
+            per_level[np.unique(level)] = -1.0  # levels with a contour use only their boxes
+        best = np.nan_to_num(iou(rects[:, None], gt[n][None], inclusive=clip is not None)
+                             ).max(axis=1)
         np.maximum.at(per_level, level, best)
         out[n] = per_level[:, None] >= np.array(ious)
     out[~_has_gt(gt)] = np.nan

@@ -83,9 +83,9 @@ def get_method(name: str, **params: Any) -> Explainer:
 
 
 def _check_param(method: str, key: str, value: Any, kind: str) -> None:
-    """Method parameters are counts (int >= 1), amounts (float >= 0), words (checked by
-    the method) or, where the type allows None, "automatic"; anything else is a user
-    error, not a Captum traceback."""
+    """Method parameters are counts (int >= 1), random seeds (int >= 0), amounts
+    (float >= 0), words (checked by the method) or, where the type allows None,
+    "automatic"; anything else is a user error, not a Captum traceback."""
     if value is None:
         if "None" in kind:
             return
@@ -93,8 +93,9 @@ def _check_param(method: str, key: str, value: Any, kind: str) -> None:
     elif isinstance(value, str) and kind.startswith(("int", "float")):
         problem = "is not a number"
     elif kind.startswith("int"):
-        ok = isinstance(value, (int, float)) and float(value).is_integer() and value >= 1
-        problem = "" if ok else "must be a whole number >= 1"
+        least = 0 if key == "seed" else 1
+        ok = isinstance(value, (int, float)) and float(value).is_integer() and value >= least
+        problem = "" if ok else f"must be a whole number >= {least}"
     elif kind.startswith("float"):
         ok = isinstance(value, (int, float)) and value >= 0
         problem = "" if ok else "must be a number >= 0"

@@ -31,13 +31,15 @@ from stviz.files import check_output_dir, check_writable, output_set, write_json
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP, ColorScale, check_alpha
 from stviz.render.compare import render_compare_sheet, render_compare_video
 from stviz.render.figures import key_frames
-from stviz.render.html import REPORT_FILE, write_video_page
+from stviz.render.html import MAX_SIDE, REPORT_FILE, write_video_page
 from stviz.render.keyframes import render_keyframes
 from stviz.render.overlay import render_overlay
 from stviz.render.temporal import render_temporal
 
 FORMATS = ("mp4", "gif", "png", "json", "html")
 DEFAULT_FORMATS = ("mp4", "png", "json")
+# Overlay videos are drawn at most this many pixels on the long side (0: the video's size).
+DEFAULT_RENDER_SIZE = 720
 KEY_FRAMES = 6  # frames shown in keyframes.png, temporal.png and compare.png
 COMPARE_FILE = "compare.json"
 METHODS_DIR = "methods"  # compare: each method's explanation, for report.html
@@ -136,19 +138,22 @@ def ground_truth(record: Any, expl: Explanation) -> GroundTruth:
 def write_explanation(expl: Explanation, out_dir: str | Path, formats: Sequence[str], *,
                       truth: GroundTruth | None = None, cmap: str = DEFAULT_CMAP,
                       alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
-                      progress: StageProgress | None = None) -> list[Path]:
+                      progress: StageProgress | None = None,
+                      render_size: int | None = DEFAULT_RENDER_SIZE) -> list[Path]:
     """The files of `planned_files("explain", ...)`: the explanation itself, its 'when'
-    and 'where' figures, and the overlay over every frame of the video."""
+    and 'where' figures, and the overlay over every frame of the video (at most
+    `render_size` px on the long side)."""
     names = [p.name for p in planned_files("explain", out_dir, formats, overwrite)]
     with output_set(out_dir, names, overwrite, family("explain")) as out:
         files = _write_explanation(expl, out, formats, truth or GroundTruth(), cmap, alpha,
-                                   progress)
+                                   progress, render_size)
     return [Path(out_dir) / f.name for f in files]
 
 
 def _write_explanation(expl: Explanation, out: Path, formats: Sequence[str],
                        truth: GroundTruth, cmap: str, alpha: float,
-                       progress: StageProgress | None) -> list[Path]:
+                       progress: StageProgress | None, render_size: int | None
+                       ) -> list[Path]:
     overwrite = True  # `out` is this run's own temporary folder
     files: list[Path] = []
     if "json" in formats:
@@ -165,7 +170,8 @@ def _write_explanation(expl: Explanation, out: Path, formats: Sequence[str],
     for fmt in ("mp4", "gif"):
         if fmt in formats:
             name = f"overlay.{fmt}"
-            files.append(render_overlay(expl, _stream(expl, f"rendering {name}", progress),
+            files.append(render_overlay(expl, _stream(expl, f"rendering {name}", progress,
+                                                      render_size),
                                         out / name, cmap=cmap, alpha=alpha, boxes=truth.boxes,
                                         overwrite=overwrite))
     if "html" in formats:
@@ -184,7 +190,9 @@ def _write_page(expls: Sequence[Explanation], agreement: dict[str, Any] | None, 
     else:
         (out / TRUTH_FILE).unlink(missing_ok=True)
     subtitle = "compare" if agreement else f"explain · {expls[0].method}"
-    files.append(write_video_page(expls, _stream(expls[0], f"rendering {REPORT_FILE}", progress),
+    # the page's video is at most MAX_SIDE px: frames come scaled by FFmpeg, the fast way
+    files.append(write_video_page(expls, _stream(expls[0], f"rendering {REPORT_FILE}", progress,
+                                                 MAX_SIDE),
                                   out / REPORT_FILE, agreement=agreement, boxes=truth.boxes,
                                   segments=truth.segments, subtitle=subtitle, cmap=cmap,
                                   alpha=alpha, overwrite=overwrite))
@@ -214,19 +222,22 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
                      out_dir: str | Path, formats: Sequence[str], *,
                      truth: GroundTruth | None = None, cmap: str = DEFAULT_CMAP,
                      alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
-                     progress: StageProgress | None = None) -> list[Path]:
-    """The files of `planned_files("compare", ...)`: the methods side by side on every frame,
-    on the first method's key frames, and the numbers."""
+                     progress: StageProgress | None = None,
+                     render_size: int | None = DEFAULT_RENDER_SIZE) -> list[Path]:
+    """The files of `planned_files("compare", ...)`: the methods side by side on every frame
+    (each panel at most `render_size` px on the long side), on the first method's key
+    frames, and the numbers."""
     names = [p.name for p in planned_files("compare", out_dir, formats, overwrite)]
     with output_set(out_dir, names, overwrite, family("compare")) as out:
         files = _write_comparison(list(expls), agreement, out, formats, truth or GroundTruth(),
-                                  cmap, alpha, progress)
+                                  cmap, alpha, progress, render_size)
     return [Path(out_dir) / f.name for f in files]
 
 
 def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], out: Path,
                       formats: Sequence[str], truth: GroundTruth, cmap: str, alpha: float,
-                      progress: StageProgress | None) -> list[Path]:
+                      progress: StageProgress | None, render_size: int | None
+                      ) -> list[Path]:
     overwrite = True  # `out` is this run's own temporary folder
     files: list[Path] = []
     if "json" in formats:
@@ -241,8 +252,8 @@ def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], out: 
         if fmt in formats:
             name = f"compare.{fmt}"
             files.append(render_compare_video(
-                expls, _stream(expls[0], f"rendering {name}", progress), out / name, cmap=cmap,
-                alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
+                expls, _stream(expls[0], f"rendering {name}", progress, render_size), out / name,
+                cmap=cmap, alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
     if "html" in formats:
         for e in expls:
             files += e.save(out / METHODS_DIR / e.method, overwrite)
@@ -299,12 +310,14 @@ def _key_frames(video: str | Path, indices: Sequence[int] | set[int]) -> dict[in
     return dict(zip(wanted, read_frames(video, wanted)))
 
 
-def _stream(expl: Explanation, stage: str, progress: StageProgress | None
-            ) -> Iterator[tuple[int, np.ndarray]]:
-    """Every frame of the explained video, reporting progress as it goes."""
-    from stviz.video import iter_frames
+def _stream(expl: Explanation, stage: str, progress: StageProgress | None,
+            render_size: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame of the explained video, at most `render_size` px on the long side,
+    reporting progress as it goes."""
+    from stviz.video import fit_size, iter_frames
 
-    for done, item in enumerate(iter_frames(expl.video), start=1):
+    size = fit_size(expl.width, expl.height, render_size)
+    for done, item in enumerate(iter_frames(expl.video, size=size), start=1):
         yield item
         if progress is not None:
             progress(stage, done, expl.video_frames)

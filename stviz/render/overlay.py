@@ -85,6 +85,9 @@ class OverlayPainter:
         self.expl = expl
         self.alpha = check_alpha(alpha)
         self.boxes = boxes or {}
+        # boxes are in the video's pixels; frames may be drawn at another size
+        self.box_scale = np.array([w / expl.width if expl.width else 1.0,
+                                   h / expl.height if expl.height else 1.0] * 2)
         self.scale = ColorScale(*expl.value_range(), cmap=cmap)
         self.font = font_scale(h)
         self.label = f"{expl.predicted_class} {expl.probabilities[expl.predicted]:.0%}"
@@ -147,7 +150,9 @@ class OverlayPainter:
         """The panel for video frame `index`; valid until the next call."""
         buf = self.buffer
         self.scale.overlay(frame, self.expl.map_at(index), self.alpha, out=buf[self.frame_rows])
-        draw_boxes(buf[self.frame_rows], self.boxes.get(index))
+        boxes = self.boxes.get(index)
+        draw_boxes(buf[self.frame_rows], None if boxes is None else
+                   np.asarray(boxes, float).reshape(-1, 4) * self.box_scale)
         draw_label(buf, self.label, (2, self.top + 2), self.font)
         buf[self.strip_top:] = self.strip
         x = int(self.cursor_x[min(max(index, 0), len(self.cursor_x) - 1)])
@@ -160,7 +165,9 @@ def render_panels(expls: list[Explanation], frames: Iterable[tuple[int, np.ndarr
                   boxes: Boxes | None = None, titled: bool = False,
                   overwrite: bool = False) -> Path:
     """One video of the explanations' panels side by side (PANEL_GAP px apart), at the
-    first one's fps; `titled` puts each method's name above its panel."""
+    first one's fps, at the frames' size (which may be smaller than the video's);
+    `titled` puts each method's name above its panel. Encoded with what the machine
+    has (`VideoWriter(reproducible=False)`)."""
     from stviz.video import VideoWriter
 
     fps = float(expls[0].fps)
@@ -176,7 +183,7 @@ def render_panels(expls: list[Explanation], frames: Iterable[tuple[int, np.ndarr
                                title=e.method if titled else None) for e in expls]
     canvas = np.zeros((len(painters[0].buffer), len(expls) * (w + PANEL_GAP) - PANEL_GAP, 3),
                       np.uint8)
-    with VideoWriter(out, fps, overwrite=overwrite) as writer:
+    with VideoWriter(out, fps, overwrite=overwrite, reproducible=False) as writer:
         for index, frame in itertools.chain([first], stream):
             for i, painter in enumerate(painters):
                 x = i * (w + PANEL_GAP)
