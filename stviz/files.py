@@ -140,6 +140,14 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
             tmp.unlink()
 
 
+def _remove(path: Path) -> None:
+    """Remove a file or a whole folder, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def output_set(out_dir: str | Path, names: Sequence[str], overwrite: bool = False,
                family: Iterable[str] = ()) -> Iterator[Path]:
@@ -163,9 +171,11 @@ def output_set(out_dir: str | Path, names: Sequence[str], overwrite: bool = Fals
             for name in dict.fromkeys([*names, *family]):
                 check_writable(out / name, overwrite)
                 if name not in names:
-                    (out / name).unlink(missing_ok=True)
+                    _remove(out / name)
             for name in names:
-                os.replace(tmp / name, out / name)
+                _remove(out / name)  # os.replace cannot replace a folder that holds files
+                if (tmp / name).exists():  # planned but not made (e.g. no ground truth)
+                    os.replace(tmp / name, out / name)
         ok = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
