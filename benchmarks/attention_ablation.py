@@ -20,18 +20,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-# What `make model` adds to the paper's network (Makefile, LOCALIZING).
-ALL = ["--spatial-pooling", "mask", "--temporal-input", "delta", "--lambda-area", "0.3",
-       "--area-target", "0.15"]
+# The first default model's recipe: mask pooling, attention on the state's change, an area prior.
+V1 = ["--spatial-pooling", "mask", "--temporal-input", "delta", "--lambda-area", "0.3",
+      "--area-target", "0.15"]
+# What `make model` adds to the paper's network now (Makefile, LOCALIZING).
+ALL = ["--spatial-pooling", "mask", "--temporal-input", "rectified",
+       "--attention-source", "input-change", "--attention-temperature", "0.25",
+       "--attention-floor", "0.2", "--classifier-hidden", "128", "--lambda-area", "1.0",
+       "--area-target", "0.15", "--lambda-contrast", "0.003", "--lambda-entropy", "0.6"]
 ROWS: dict[str, list[str]] = {
     "paper": [],
     "mask-pooling": ["--spatial-pooling", "mask"],
     "delta": ["--temporal-input", "delta"],
     "area": ["--lambda-area", "0.3", "--area-target", "0.15"],
+    "v1": V1,
+    "v1-rectified": [*V1, "--temporal-input", "rectified"],
+    "v1-window": [*V1, "--attention-window", "3"],
+    "v1-coords": [*V1, "--coords"],
     "all": ALL,
-    "all-rectified": [*ALL, "--temporal-input", "rectified"],
-    "all-window": [*ALL, "--attention-window", "3"],
-    "all-coords": [*ALL, "--coords"],
+    "all-recurrent-attention": [*ALL, "--attention-source", "recurrent"],
+    "all-linear-classifier": [*ALL, "--classifier-hidden", "0"],
 }
 COLUMNS = [("accuracy", None), ("pointing_game", "↑"), ("max_box_acc_v2", "↑"),
            ("mass_in_segment", "↑"), ("temporal_ap", "↑"), ("deletion_auc", "↓")]
