@@ -178,9 +178,12 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
 
     \b
     The default model's recipe (`make model`):
-      stviz train DATA --out DIR --lr 1e-3 --epochs 60 --patience 12 \\
-        --spatial-pooling mask --temporal-input delta \\
-        --lambda-area 0.3 --area-target 0.15
+      stviz train DATA --out DIR --lr 1e-3 --epochs 40 --patience 8 \\
+        --spatial-pooling mask --temporal-input rectified \\
+        --attention-source input-change --attention-temperature 0.25 \\
+        --attention-floor 0.2 --classifier-hidden 128 \\
+        --lambda-area 1.0 --area-target 0.15 --lambda-contrast 0.003 \\
+        --lambda-entropy 0.6
     """
     from stviz.core.losses import LossWeights
     from stviz.train import TrainConfig
