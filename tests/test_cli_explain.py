@@ -12,10 +12,11 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from run_cli import run
 from tiny_models import T, tiny_stviz
 
 from stviz import api
-from stviz.cli import cli, main
+from stviz.cli import cli
 from stviz.cli import explain as cli_explain
 from stviz.core.checkpoint import CONFIG_FILE, DEFAULT_MODEL, save_checkpoint
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP, GT_RGB, SEGMENT_RGB
@@ -49,14 +50,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", moving_square(N), FPS)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `stviz ARGS`."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def green(img: np.ndarray, color: tuple[int, int, int], tol: float = 6) -> bool:

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import HF_FRAMES, HF_SIZE, T, tiny_hf, tiny_stviz
+from tiny_models import HF_FRAMES, HF_SIZE, T, tiny_checkpoint, tiny_hf, tiny_stviz
 
 from stviz.cli import main
-from stviz.core.checkpoint import save_checkpoint
 from stviz.core.model import AttentionModel, load_model
 from stviz.datasets.synth import SynthConfig, generate
 from stviz.explain import as_classifier, get_method, load_classifier
@@ -46,9 +45,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny checkpoint that knows the synthetic classes."""
-    classes = json.loads((data / "annotations.json").read_text())["classes"]
-    tiny = tiny_stviz(classes=classes)
-    return save_checkpoint(tiny.net, tiny.spec, tmp_path_factory.mktemp("m") / "tiny")
+    return tiny_checkpoint(data, tmp_path_factory.mktemp("m") / "tiny")
 
 
 @pytest.mark.parametrize("finetune", [False, True], ids=["frozen-backbone", "finetune"])

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from run_cli import run
 from tiny_models import tiny_stviz
 
-from stviz.cli import main
 from stviz.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from stviz.video import write_video
 
@@ -66,12 +66,6 @@ def mutate_json(obj: Any, rng: np.random.Generator) -> Any:
     return obj
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    return exit_info.value.code, capsys.readouterr().err
-
-
 def check(code: int, err: str, what: str) -> None:
     assert code in (0, 2), f"{what}: exit {code}\n{err}"
     assert "Traceback" not in err, f"{what}:\n{err}"
@@ -104,7 +98,7 @@ def fuzz(n: int, seed: int, make: Callable[[np.random.Generator, int], tuple[lis
     codes: dict[int, int] = {}
     for i in range(n):
         args, what = make(rng, i)
-        code, err = run(capsys, *args)
+        code, _, err = run(capsys, *args)
         check(code, err, what)
         codes[code] = codes.get(code, 0) + 1
     return codes

@@ -15,10 +15,10 @@ import av
 import numpy as np
 import pytest
 import torch
+from run_cli import run
 from safetensors.torch import load_file, save_file
-from tiny_models import tiny_stviz
+from tiny_models import tiny_checkpoint, tiny_stviz
 
-from stviz.cli import main
 from stviz.core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from stviz.datasets.annotations import load_annotations
 from stviz.datasets.synth import SynthConfig, generate
@@ -26,14 +26,6 @@ from stviz.render import outputs
 from stviz.video import probe, write_video
 
 CLASSES = ["a", "b", "c"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `stviz ARGS`."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([a if isinstance(a, str) else os.fsdecode(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
@@ -208,9 +200,7 @@ def test_7_corrupted_weights_are_refused(video, model, tmp_path, capsys):
 def test_7_localize_eval_refuses_corrupted_weights(tmp_path, capsys):
     data = tmp_path / "data"
     generate(data, 0, 1, seed=1, cfg=SynthConfig(frames=8, size=64), workers=1)
-    classes = json.loads((data / "annotations.json").read_text())["classes"]
-    tiny = tiny_stviz(classes=classes)
-    good = save_checkpoint(tiny.net, tiny.spec, tmp_path / "good")
+    good = tiny_checkpoint(data, tmp_path / "good")
     code, _, err = run(capsys, "localize-eval", data, "--model", corrupt_weights(
         good, tmp_path / "bad"), "--methods", "attention", "--out", tmp_path / "loc",
         "--device", "cpu")
@@ -301,9 +291,7 @@ def test_11_damaged_cache_entries_are_recomputed_and_stale_temporaries_removed(
         tmp_path, capsys):
     data = tmp_path / "data"
     generate(data, 0, 2, seed=1, cfg=SynthConfig(frames=8, size=64), workers=1)
-    classes = json.loads((data / "annotations.json").read_text())["classes"]
-    tiny = tiny_stviz(classes=classes)
-    model = save_checkpoint(tiny.net, tiny.spec, tmp_path / "tiny")
+    model = tiny_checkpoint(data, tmp_path / "tiny")
     out = tmp_path / "loc"
     args = ["localize-eval", data, "--model", model, "--methods", "attention", "--out", out,
             "--device", "cpu", "--no-faithfulness", "--quiet"]

@@ -12,21 +12,13 @@ import cv2
 import numpy as np
 import pytest
 from browser import Page, browser, unavailable
-from tiny_models import tiny_stviz
+from run_cli import run
+from tiny_models import tiny_checkpoint
 
 from stviz import api
-from stviz.cli import main
-from stviz.core.checkpoint import save_checkpoint
 from stviz.datasets.synth import SynthConfig, generate
 from stviz.render.colors import colormap_lut
 from stviz.render.html import REPORT_FILE
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +30,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    classes = json.loads((data / "annotations.json").read_text())["classes"]
-    tiny = tiny_stviz(classes=classes)
-    return save_checkpoint(tiny.net, tiny.spec, tmp_path_factory.mktemp("m") / "tiny")
+    return tiny_checkpoint(data, tmp_path_factory.mktemp("m") / "tiny")
 
 
 @pytest.fixture(scope="module")

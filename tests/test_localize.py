@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_stviz
+from run_cli import run
+from tiny_models import tiny_checkpoint
 
 from stviz import api
-from stviz.cli import main
-from stviz.core.checkpoint import save_checkpoint
 from stviz.datasets.annotations import VideoAnnotation
 from stviz.datasets.synth import SynthConfig, generate
 from stviz.evaluate.localize import ClipScorer, ScoreMemo, locate_videos
@@ -27,14 +26,6 @@ from stviz.evaluate.spatial import max_box_acc_from_hits, max_box_acc_v2
 from stviz.explain import load_classifier
 
 REPORTS = ("metrics.json", "metrics.csv", "metrics.md", "metrics.png", "faithfulness.png")
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `stviz ARGS`."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +38,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def model(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny checkpoint that knows the synthetic classes."""
-    classes = json.loads((data / "annotations.json").read_text())["classes"]
-    tiny = tiny_stviz(classes=classes)
-    return save_checkpoint(tiny.net, tiny.spec, tmp_path_factory.mktemp("m") / "tiny")
+    return tiny_checkpoint(data, tmp_path_factory.mktemp("m") / "tiny")
 
 
 def options(model: Path, **changes: object) -> dict:

@@ -187,13 +187,17 @@ def test_window_scorer_sees_only_its_window_and_a_still_clip_is_uniform():
     assert not tiny_config(attention_window=3).is_paper
 
 
+def paired_weights(features: torch.Tensor, **switch) -> tuple[torch.Tensor, torch.Tensor]:
+    """beta of the paper's head and of the same weights with `switch` on."""
+    plain = AttentionHead(tiny_config()).eval()
+    switched = AttentionHead(tiny_config(**switch)).eval()
+    switched.load_state_dict(plain.state_dict())
+    return plain(features).weights, switched(features).weights
+
+
 def test_attention_floor_mixes_in_the_uniform_weight_and_keeps_the_ranking():
     torch.manual_seed(0)
-    x = torch.randn(2, 6, 32, 3, 3)
-    plain = AttentionHead(tiny_config()).eval()
-    floored = AttentionHead(tiny_config(attention_floor=0.25)).eval()
-    floored.load_state_dict(plain.state_dict())
-    a, b = plain(x).weights, floored(x).weights
+    a, b = paired_weights(torch.randn(2, 6, 32, 3, 3), attention_floor=0.25)
     assert torch.allclose(b, 0.75 * a + 0.25 / 6, atol=1e-6)
     assert torch.equal(a.argsort(1), b.argsort(1)) and (b >= 0.25 / 6 - 1e-7).all()
     with pytest.raises(ValueError, match="attention_floor"):
@@ -254,11 +258,7 @@ def test_classifier_hidden_puts_a_nonlinearity_between_summary_and_logits():
 
 def test_attention_temperature_sharpens_beta_and_keeps_the_ranking():
     torch.manual_seed(0)
-    features = torch.randn(2, 5, 32, 3, 3)
-    plain = AttentionHead(tiny_config()).eval()
-    sharp = AttentionHead(tiny_config(attention_temperature=0.25)).eval()
-    sharp.load_state_dict(plain.state_dict())
-    p, s = plain(features).weights, sharp(features).weights
+    p, s = paired_weights(torch.randn(2, 5, 32, 3, 3), attention_temperature=0.25)
     logits = torch.log(p)  # softmax(z / tau) = softmax(log softmax(z) / tau), by hand
     assert torch.allclose(s, torch.softmax(logits / 0.25, dim=1), atol=1e-6)
     assert torch.equal(p.argsort(1), s.argsort(1))

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from run_cli import run
 from tiny_models import HF_FRAMES, HF_SIZE, tiny_hf
 
-from stviz.cli import main
 from stviz.errors import StvizError
 from stviz.explain import get_method, load_classifier
 from stviz.explain.classifier import TokenGrid
@@ -48,13 +48,6 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clip(seed: int = 0) -> torch.Tensor:
     torch.manual_seed(seed)
     return torch.randn(1, HF_FRAMES, 3, HF_SIZE, HF_SIZE)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def to_frames(maps: np.ndarray, t: int) -> np.ndarray:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from stviz.core.checkpoint import build_network
+from stviz.core.checkpoint import build_network, save_checkpoint
 from stviz.core.model import AttentionModel
 from stviz.core.network import ModelSpec, NetworkConfig
 
 T = 4
 SIZE = 64
+
+
+def tiny_checkpoint(dataset: Path, folder: Path) -> Path:
+    """A random tiny stviz checkpoint saved in `folder` that knows `dataset`'s classes."""
+    classes = json.loads((dataset / "annotations.json").read_text())["classes"]
+    tiny = tiny_stviz(classes=classes)
+    return save_checkpoint(tiny.net, tiny.spec, folder)
 
 
 def tiny_stviz(seed: int = 0, size: int = SIZE, classes: Sequence[str] = ("a", "b", "c")
