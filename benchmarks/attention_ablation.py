@@ -23,11 +23,15 @@ from pathlib import Path
 # The first default model's recipe: mask pooling, attention on the state's change, an area prior.
 V1 = ["--spatial-pooling", "mask", "--temporal-input", "delta", "--lambda-area", "0.3",
       "--area-target", "0.15"]
-# What `make model` adds to the paper's network now (Makefile, LOCALIZING).
-ALL = ["--spatial-pooling", "mask", "--temporal-input", "rectified",
-       "--attention-source", "input-change", "--attention-temperature", "0.25",
-       "--attention-floor", "0.2", "--classifier-hidden", "128", "--lambda-area", "1.0",
-       "--area-target", "0.15", "--lambda-contrast", "0.003", "--lambda-entropy", "0.6"]
+# The second default model's recipe: attention on the input's change, sharpened, with a
+# uniform floor and a strong entropy penalty.
+V2 = ["--spatial-pooling", "mask", "--temporal-input", "rectified",
+      "--attention-source", "input-change", "--attention-temperature", "0.25",
+      "--attention-floor", "0.2", "--classifier-hidden", "128", "--lambda-area", "1.0",
+      "--area-target", "0.15", "--lambda-contrast", "0.003", "--lambda-entropy", "0.6"]
+# What `make model` adds to the paper's network now (Makefile, LOCALIZING): v2 with a
+# tempered floor (the order of every frame kept) and half the entropy penalty.
+ALL = [*V2[:-1], "0.3", "--attention-floor-temperature", "1.0"]
 ROWS: dict[str, list[str]] = {
     "paper": [],
     "mask-pooling": ["--spatial-pooling", "mask"],
@@ -37,7 +41,9 @@ ROWS: dict[str, list[str]] = {
     "v1-rectified": [*V1, "--temporal-input", "rectified"],
     "v1-window": [*V1, "--attention-window", "3"],
     "v1-coords": [*V1, "--coords"],
+    "v2": V2,
     "all": ALL,
+    "all-uniform-floor": [*V2[:-1], "0.3"],
     "all-recurrent-attention": [*ALL, "--attention-source", "recurrent"],
     "all-linear-classifier": [*ALL, "--classifier-hidden", "0"],
 }

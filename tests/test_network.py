@@ -87,7 +87,8 @@ def test_defaults_are_the_papers_network():
     for switch in ({"coords": True}, {"spatial_pooling": "mask"}, {"temporal_input": "delta"},
                    {"temporal_input": "rectified"}, {"attention_window": 3},
                    {"attention_floor": 0.1}, {"attention_source": "input-change"},
-                   {"classifier_hidden": 16}, {"attention_temperature": 0.5}):
+                   {"classifier_hidden": 16}, {"attention_temperature": 0.5},
+                   {"attention_floor_temperature": 1.0}):
         other = tiny_config(**switch)
         assert not other.is_paper
         assert NetworkConfig(**other.to_dict()) == other  # what a checkpoint records
@@ -202,6 +203,30 @@ def test_attention_floor_mixes_in_the_uniform_weight_and_keeps_the_ranking():
     assert torch.equal(a.argsort(1), b.argsort(1)) and (b >= 0.25 / 6 - 1e-7).all()
     with pytest.raises(ValueError, match="attention_floor"):
         tiny_config(attention_floor=1.0)
+
+
+def test_tempered_floor_keeps_the_order_of_frames_a_uniform_floor_ties():
+    torch.manual_seed(0)
+    features = torch.randn(2, 6, 32, 3, 3)
+    a, b = paired_weights(features, attention_floor=0.25, attention_floor_temperature=2.0)
+    # the floor is beta at a 2x softer temperature: beta(tau=1) ** 0.5, renormalized
+    soft = a.sqrt() / a.sqrt().sum(1, keepdim=True)
+    assert torch.allclose(b, 0.75 * a + 0.25 * soft, atol=1e-6)
+    assert torch.allclose(b.sum(1), torch.ones(2))
+    # scores 40 apart: the uniform floor drops the lower frames' softmax share (ties them),
+    # a tempered floor keeps them apart
+    head = AttentionHead(tiny_config(attention_floor=0.2, attention_floor_temperature=8.0))
+    uniform = AttentionHead(tiny_config(attention_floor=0.2))
+    scores = torch.tensor([[0.0, 40.0, 10.0, 20.0, 5.0, 30.0]])
+    for h in (head, uniform):
+        h.attention.register_forward_hook(lambda m, i, o: scores.unsqueeze(-1))
+    ranked = head.eval()(features[:1]).weights[0]
+    tied = uniform.eval()(features[:1]).weights[0]
+    assert torch.equal(ranked.argsort(), scores[0].argsort())
+    assert len(set(tied.tolist())) < 6
+    assert not tiny_config(attention_floor_temperature=1.0).is_paper
+    with pytest.raises(ValueError, match="attention_floor_temperature"):
+        tiny_config(attention_floor_temperature=-1.0)
 
 
 def test_rectified_change_keeps_an_action_that_returns_to_rest():

@@ -121,7 +121,7 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
             "--attention-floor", "0.2", "--coords", "--lambda-area", "0.5", "--area-target",
             "0.2", "--lambda-tv-time", "0.01", "--attention-source", "input-change",
             "--classifier-hidden", "12", "--lambda-entropy", "0.05",
-            "--attention-temperature", "0.5"]
+            "--attention-temperature", "0.5", "--attention-floor-temperature", "2"]
     with pytest.raises(SystemExit) as done:
         main(args)
     assert done.value.code == 0
@@ -129,8 +129,8 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
     net = model.spec.network
     assert (net.spatial_pooling, net.temporal_input, net.attention_window, net.attention_floor,
             net.coords) == ("mask", "delta", 3, 0.2, True)
-    assert (net.attention_source, net.classifier_hidden, net.attention_temperature) == (
-        "input-change", 12, 0.5)
+    assert (net.attention_source, net.classifier_hidden, net.attention_temperature,
+            net.attention_floor_temperature) == ("input-change", 12, 0.5, 2.0)
     loss = model.spec.provenance["train_config"]["loss"]
     assert loss == {"tv": 1e-5, "contrast": 1e-4, "unimodal": 1.0, "area": 0.5,
                     "area_target": 0.2, "tv_time": 0.01, "entropy": 0.05}

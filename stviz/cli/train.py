@@ -128,6 +128,12 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
               help="Beyond the paper. Mix beta with the uniform weight: (1 - a) softmax + a/T, "
                    "so every frame reaches the classifier and trains the mask, not only the "
                    "frames attention picks. The ranking of frames is unchanged.")
+@click.option("--attention-floor-temperature", type=click.FloatRange(min=0), default=0.0,
+              show_default=True,
+              help="Beyond the paper. Make the floor a softer copy of beta, a * softmax(score "
+                   "/ tau_f), instead of the uniform a/T (0). Both keep the ranking in exact "
+                   "arithmetic, but beside a/T float32 drops beta's smallest weights and ties "
+                   "the frames attention ranked low; a tempered floor keeps their order.")
 @click.option("--coords", is_flag=True,
               help="Beyond the paper. Give the mask head and the ConvLSTM two CoordConv "
                    "channels (x, y), so the mask need not encode position.")
@@ -162,7 +168,8 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
           reference_widths: bool, spatial_pooling: str, temporal_input: str,
           attention_window: int, attention_source: str, attention_temperature: float,
           classifier_hidden: int,
-          attention_floor: float, coords: bool, lambda_area: float,
+          attention_floor: float, attention_floor_temperature: float, coords: bool,
+          lambda_area: float,
           area_target: float, lambda_tv_time: float, lambda_entropy: float,
           split: str, val_fraction: float,
           finetune_backbone: bool, seed: int, no_amp: bool, cache_dir: Path, resume: bool,
@@ -181,9 +188,9 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
       stviz train DATA --out DIR --lr 1e-3 --epochs 40 --patience 8 \\
         --spatial-pooling mask --temporal-input rectified \\
         --attention-source input-change --attention-temperature 0.25 \\
-        --attention-floor 0.2 --classifier-hidden 128 \\
-        --lambda-area 1.0 --area-target 0.15 --lambda-contrast 0.003 \\
-        --lambda-entropy 0.6
+        --attention-floor 0.2 --attention-floor-temperature 1.0 \\
+        --classifier-hidden 128 --lambda-area 1.0 --area-target 0.15 \\
+        --lambda-contrast 0.003 --lambda-entropy 0.3
     """
     from stviz.core.losses import LossWeights
     from stviz.train import TrainConfig
@@ -194,6 +201,7 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
                                "temporal_input": temporal_input, "coords": coords,
                                "attention_window": attention_window,
                                "attention_floor": attention_floor,
+                               "attention_floor_temperature": attention_floor_temperature,
                                "attention_source": attention_source,
                                "attention_temperature": attention_temperature,
                                "classifier_hidden": classifier_hidden}

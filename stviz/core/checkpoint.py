@@ -102,7 +102,8 @@ def read_spec(ckpt: Path) -> ModelSpec:
 # gives any type, and a wrong one surfaced as a traceback deep inside the backbone.
 MAX_FRAMES = 1024  # frames in a clip: beyond this a clip does not fit in memory anyway
 _COUNTS = ("num_classes", "in_channels", "lstm_hidden", "reduce_channels", "frames")
-_NUMBERS = ("dropout", "mask_init_bias", "attention_floor")
+_NUMBERS = ("dropout", "mask_init_bias", "attention_floor", "attention_floor_temperature",
+            "attention_temperature")
 _FLAGS = ("use_mask", "coords", "finetuned_backbone")
 _NAMES = ("recurrent", "pooling", "spatial_pooling", "temporal_input", "backbone",
           "backbone_weights")

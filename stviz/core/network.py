@@ -61,6 +61,10 @@ class NetworkConfig:
     attention_temperature: float = 1.0
     attention_window: int = 0  # k > 0: beta's score adds k frames of masked input around t
     attention_floor: float = 0.0  # beta = (1 - a) softmax + a / T: every frame trains the mask
+    # tau_f > 0: the floor is a * softmax(score / tau_f), a softer copy of beta, instead of
+    # the uniform a / T. It keeps every frame's order: beside a / T, float32 drops the
+    # softmax's smallest weights (below ~1e-9), which ties the frames attention ranked low
+    attention_floor_temperature: float = 0.0
     # k > 0: the classifier is LayerNorm-Linear-GELU-Linear with k hidden units instead of
     # one Linear: a sum of rectified changes tells "up then down" (a flash) from "up" (a
     # colour change) only through a nonlinearity. The LayerNorm matters: summed changes
@@ -92,6 +96,9 @@ class NetworkConfig:
         if not self.attention_temperature > 0:
             raise ValueError(f"attention_temperature must be > 0, "
                              f"not {self.attention_temperature}")
+        if self.attention_floor_temperature < 0:
+            raise ValueError(f"attention_floor_temperature must be >= 0, "
+                             f"not {self.attention_floor_temperature}")
         if self.classifier_hidden < 0:
             raise ValueError(f"classifier_hidden must be >= 0, not {self.classifier_hidden}")
         if self.attention_window and self.pooling != "attention":
@@ -101,7 +108,8 @@ class NetworkConfig:
     def is_paper(self) -> bool:
         """True when nothing beyond the paper's network is switched on."""
         return not (self.coords or self.attention_window or self.attention_floor
-                    or self.classifier_hidden or self.attention_temperature != 1) and (
+                    or self.attention_floor_temperature or self.classifier_hidden
+                    or self.attention_temperature != 1) and (
             self.spatial_pooling, self.temporal_input, self.attention_source) == (
             "mean", "state", "recurrent")
 
@@ -242,10 +250,13 @@ class AttentionHead(nn.Module):
             if scores is not None:  # local evidence added to the paper's w . hbar_t + b
                 logits_t = logits_t + scores
             weights = torch.softmax(logits_t.float() / cfg.attention_temperature, dim=1)
+            floor = (torch.softmax(logits_t.float() / cfg.attention_floor_temperature, dim=1)
+                     if cfg.attention_floor_temperature else 1.0 / t)
         else:
             weights = pooled.new_full((b, t), 1.0 / t, dtype=torch.float32)
+            floor = 1.0 / t
         if cfg.attention_floor:
-            weights = (1 - cfg.attention_floor) * weights + cfg.attention_floor / t
+            weights = (1 - cfg.attention_floor) * weights + cfg.attention_floor * floor
         summary = (weights.to(pooled.dtype).unsqueeze(-1) * pooled).sum(dim=1)
         logits = self.classifier(summary)
         return NetOutput(logits, masks.reshape(b, t, h, w), weights)
