@@ -11,13 +11,15 @@ default mode and with --dense. `--dense-methods` adds the rate of dense explanat
 (windows of T frames every T/2, in-process, decoding included, no rendering) in video
 frames per second, the GPU benchmark's figure.
 
-With --videomae the model is instead a ViT-Base-sized VideoMAE video classifier (random
-weights, 16 frames at 224x224, 1568 tokens), saved with save_pretrained and loaded as
-users load theirs; it times Grad-CAM and attention rollout (by default) against one
-forward pass. Needs stviz[transformers].
+With --transformer the model is instead a video transformer with random weights, saved
+and loaded as users load theirs: `videomae` (ViT-Base-sized, 16 frames at 224x224, 1568
+tokens, saved with save_pretrained; needs stviz[transformers]), or torchvision's
+`mvit_v2_s` or `swin3d_t` (16 frames at 224x224, a state dict loaded with --arch); it
+times Grad-CAM and attention rollout (by default) against one forward pass, and on CUDA
+each method's peak GPU memory.
 
     .venv/bin/python benchmarks/bench_explain.py [--methods attention gradcam] [--repeats 3]
-        [--device cpu] [--video-seconds 10] [--no-e2e] [--videomae]
+        [--device cpu] [--video-seconds 10] [--no-e2e] [--transformer videomae]
         [--dense-methods attention gradcam]
 """
 
@@ -40,7 +42,13 @@ from stviz.core.device import resolve_device
 from stviz.core.model import AttentionModel, load_model
 from stviz.core.network import ModelSpec, NetworkConfig
 from stviz.errors import StvizError
-from stviz.explain import METHODS, from_stviz, get_method, load_classifier
+from stviz.explain import (
+    METHODS,
+    VideoClassifier,
+    from_stviz,
+    get_method,
+    load_classifier,
+)
 from stviz.video import write_video
 
 VIDEO_SIZE, VIDEO_FPS = (340, 256), 25.0
@@ -108,29 +116,44 @@ def end_to_end(args: list[str]) -> float:
     return wall
 
 
-def bench_videomae(methods: list[str], repeats: int, device: torch.device) -> None:
-    """Seconds per clip of `methods` on a ViT-Base VideoMAE, and each against inference."""
-    import transformers
-
+def transformer(kind: str, device: torch.device) -> tuple[VideoClassifier, str]:
+    """A video transformer with random weights, loaded from disk as users load theirs."""
     torch.manual_seed(0)
-    config = transformers.VideoMAEConfig(num_labels=400)  # ViT-Base, 16 frames at 224
     with tempfile.TemporaryDirectory() as tmp:
-        transformers.VideoMAEForVideoClassification(config).save_pretrained(tmp)
-        clf = load_classifier(tmp, device=device)
+        if kind == "videomae":
+            import transformers
+
+            config = transformers.VideoMAEConfig(num_labels=400)  # ViT-Base, 16 frames at 224
+            transformers.VideoMAEForVideoClassification(config).save_pretrained(tmp)
+            blocks = config.num_hidden_layers
+            return load_classifier(tmp, device=device), f"VideoMAE ViT-Base, {blocks} blocks"
+        from torchvision.models import video
+
+        path = Path(tmp) / f"{kind}.pth"
+        torch.save(getattr(video, kind)(num_classes=400).state_dict(), path)
+        return load_classifier(path, kind, device=device, frames=16), f"torchvision {kind}"
+
+
+def bench_transformer(kind: str, methods: list[str], repeats: int, device: torch.device
+                      ) -> None:
+    """Seconds per clip of `methods` on a video transformer, and each against inference."""
+    clf, what = transformer(kind, device)
     x = torch.randn(1, clf.frames, 3, clf.size, clf.size, device=device)
     clf.layer_info()  # the one-off probe is not part of any method's time
     plain = seconds(lambda: clf.predict(x), repeats)
-    tokens = clf.tokens
-    print(f"model: VideoMAE ViT-Base (random weights), {config.num_hidden_layers} blocks, "
-          f"{tokens.frames}x{tokens.grid[0]}x{tokens.grid[1]} tokens, layer "
-          f"{clf.layer_info().name}")
+    print(f"model: {what} (random weights), Grad-CAM layer {clf.layer_info().name} "
+          f"(grid {clf.layer_info().frames}x{clf.grid[0]}x{clf.grid[1]})")
     print(f"seconds per {clf.frames}-frame clip at {clf.size}x{clf.size}:")
     print(f"  {'inference':18} {plain:8.3f} s")
     for name in methods:
         method = get_method(name)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         s = seconds(lambda m=method: m.attribute(clf, x, 0), repeats)
-        print(f"  {name:18} {s:8.3f} s  ({s / plain:.2f}x inference)  {method.params()}",
-              flush=True)
+        peak = (f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+                if device.type == "cuda" else "")
+        print(f"  {name:18} {s:8.3f} s  ({s / plain:.2f}x inference){peak}  "
+              f"{method.params()}", flush=True)
 
 
 def main() -> None:
@@ -141,20 +164,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--video-seconds", type=float, default=10.0)
     parser.add_argument("--no-e2e", action="store_true", help="Skip the end-to-end runs.")
-    parser.add_argument("--videomae", action="store_true",
-                        help="Time a ViT-Base VideoMAE instead (default methods: gradcam, "
+    parser.add_argument("--transformer", choices=("videomae", "mvit_v2_s", "swin3d_t"),
+                        help="Time this video transformer instead (default methods: gradcam, "
                              "attention-rollout).")
     parser.add_argument("--dense-methods", nargs="*", default=[],
                         help="Methods whose dense explanation rate (frames/s) to measure.")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    if args.videomae:
+    if args.transformer:
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch "
               f"{torch.__version__}, threads {torch.get_num_threads()}, device {device}")
         methods = args.methods if args.methods != list(METHODS) else ["gradcam",
                                                                        "attention-rollout"]
-        bench_videomae(methods, args.repeats, device)
+        bench_transformer(args.transformer, methods, args.repeats, device)
         return
     model, what = default_or_untrained(device, args.frames)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

@@ -187,11 +187,11 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
             progress: Any = None, params: dict[str, dict[str, Any]] | None = None,
             render_size: int | None = DEFAULT_RENDER_SIZE, **load_options: Any) -> CompareResult:
     """Explain `video` with the model's own attention (stviz models; attention rollout for
-    Hugging Face video transformers) and each baseline
-    method on the same frames, and measure how much they agree: Spearman correlation of
-    the temporal curves, IoU of the top-15% spatial regions, for every pair. With `out`,
-    write compare.mp4/.gif, compare.png and compare.json there. Other arguments as in
-    `explain`; `params` maps a method name to its parameters.
+    video transformers) and each baseline method on the same frames, and measure how much
+    they agree: Spearman correlation of the temporal curves, IoU of the top-15% spatial
+    regions, for every pair. With `out`, write compare.mp4/.gif, compare.png and
+    compare.json there. Other arguments as in `explain`; `params` maps a method name to
+    its parameters.
     """
     from stviz.explain import agreement_table, compare_methods, get_method
     from stviz.render import outputs

@@ -1,8 +1,9 @@
 """On a CUDA GPU: training steps with mixed precision, every explanation method (against
-the CPU, on a stviz model and on a Hugging Face video transformer), `stviz compare` with
-every method, and `localize-eval` sharded over the GPUs with torchrun. All are marked
-`cuda` and skip without a GPU; `benchmarks/gpu_check.sh` runs them with the GPU
-benchmark on a machine that has one.
+the CPU, on a stviz model and on a Hugging Face video transformer), attention rollout on
+torchvision's MViT and Swin3D against the CPU, `stviz compare` with every method, and
+`localize-eval` sharded over the GPUs with torchrun. All are marked `cuda` and skip
+without a GPU; `benchmarks/gpu_check.sh` runs them with the GPU benchmark on a machine
+that has one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import HF_FRAMES, HF_SIZE, T, tiny_checkpoint, tiny_hf, tiny_stviz
+from tiny_models import (
+    HF_FRAMES,
+    HF_SIZE,
+    MVIT_FRAMES,
+    MVIT_SIZE,
+    T,
+    tiny_checkpoint,
+    tiny_hf,
+    tiny_mvit,
+    tiny_stviz,
+    tiny_swin3d,
+    torchvision_classifier,
+)
 
 from stviz.cli import main
 from stviz.core.model import AttentionModel, load_model
@@ -111,6 +124,18 @@ def test_transformer_methods_on_cuda_agree_with_the_cpu(tmp_path: Path, name: st
     gpu_clf.amp = False
     full = method.attribute(gpu_clf, x, target)
     assert _cosine(full.spatial, cpu.spatial) > 0.999, name
+
+
+@pytest.mark.parametrize("build", [tiny_mvit, tiny_swin3d])
+def test_torchvision_rollout_on_cuda_agrees_with_the_cpu(build) -> None:
+    """MViT's pooled and Swin3D's windowed attention, recomputed and rolled out on the GPU
+    (the recomputation's check against the module's output passes there too)."""
+    torch.manual_seed(2)
+    x = torch.randn(1, MVIT_FRAMES, 3, MVIT_SIZE, MVIT_SIZE)
+    method = get_method("attention-rollout", discard=0.5)
+    cpu = method.attribute(torchvision_classifier(build(), MVIT_FRAMES, MVIT_SIZE), x)
+    gpu = method.attribute(torchvision_classifier(build(), MVIT_FRAMES, MVIT_SIZE, "cuda"), x)
+    assert gpu.spatial.is_cuda and _cosine(gpu.spatial, cpu.spatial) > 0.999
 
 
 def test_compare_every_method_on_cuda(data: Path, checkpoint: Path, tmp_path: Path) -> None:

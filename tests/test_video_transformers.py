@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 import torch
 from run_cli import run
-from tiny_models import HF_FRAMES, HF_SIZE, tiny_hf
+from tiny_models import (
+    HF_FRAMES,
+    HF_SIZE,
+    MVIT_FRAMES,
+    MVIT_SIZE,
+    tiny_hf,
+    tiny_mvit,
+    tiny_swin3d,
+    torchvision_classifier,
+)
 
 from stviz.errors import StvizError
 from stviz.explain import get_method, load_classifier
@@ -298,14 +307,18 @@ def test_cli_explains_swin3d(swin_file, video, tmp_path, capsys):
     code, _, err = run(capsys, "compare", video, "-b", "gradcam,ig", "-p", "ig.steps=2",
                        "--out", tmp_path / "c", *args)
     assert code == 0, err
+    methods = json.loads((tmp_path / "c" / "compare.json").read_text())["methods"]
+    assert list(methods) == ["attention-rollout", "gradcam", "ig"]  # its own attention first
     code, _, err = run(capsys, "explain", video, "--method", "attention-rollout", "--out",
                        tmp_path / "r", *args)
-    assert code == 2 and "windowed attention" in err and len(err.strip().splitlines()) == 1
+    assert code == 0, err
+    spatial = np.load(tmp_path / "r" / "explanation.npz")["spatial"]
+    assert spatial.shape == (8, 2, 2) and spatial.min() >= 0 and spatial.max() > 0
 
 
 @pytest.mark.slow
 def test_cli_explains_mvit_v2_s(video, tmp_path, capsys):
-    """MViT's position embedding fixes 16 frames at 224x224, so this is the slow one."""
+    """MViT's token grid is fixed at 16 frames of 224x224, so this is the slow one."""
     from torchvision.models import video as tv
 
     torch.manual_seed(0)
@@ -317,10 +330,278 @@ def test_cli_explains_mvit_v2_s(video, tmp_path, capsys):
                        "ig.batch=1", "--out", tmp_path / "c", *args)
     assert code == 0, err
     methods = json.loads((tmp_path / "c" / "compare.json").read_text())["methods"]
-    assert list(methods) == ["gradcam", "ig"] and methods["gradcam"]["params"]["layer"] == (
-        "blocks.15.norm1")
+    assert list(methods) == ["attention-rollout", "gradcam", "ig"]
+    assert methods["gradcam"]["params"]["layer"] == "blocks.15.norm1"
+    code, _, err = run(capsys, "explain", video, "--method", "attention-rollout", "--out",
+                       tmp_path / "r", *args)
+    assert code == 0, err
+    spatial = np.load(tmp_path / "r" / "explanation.npz")["spatial"]
+    assert spatial.shape == (16, 7, 7) and spatial.max() > 0  # 8x56x56 tokens summed to 7x7
     code, _, err = run(capsys, "explain", video, "--method", "gradcam", "--frames", "8", *args)
     assert code == 2 and "takes exactly 16 frames" in err
+
+
+# ------------------------------------- torchvision MViT and Swin3D: rollout through pooling
+
+
+def tv_models() -> dict[str, tuple[torch.nn.Module, int, int]]:
+    """(model, frames, input size) of the small torchvision transformers; at these sizes
+    Swin3D pads its grids to whole windows, merges an odd grid and shrinks its windows."""
+    return {"mvit": (tiny_mvit(), MVIT_FRAMES, MVIT_SIZE), "swin": (tiny_swin3d(), 6, 40)}
+
+
+def capture_attention(model: torch.nn.Module, x: torch.Tensor) -> list[tuple]:
+    """(module, args, output) of every attention module in one forward pass."""
+    from torchvision.models.video.mvit import MultiscaleAttention
+    from torchvision.models.video.swin_transformer import ShiftedWindowAttention3d
+
+    calls = []
+    handles = [m.register_forward_hook(lambda m, args, out: calls.append((m, args, out)))
+               for m in model.modules()
+               if isinstance(m, (MultiscaleAttention, ShiftedWindowAttention3d))]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["mvit", "swin", "swin3d_t",
+                                  pytest.param("mvit_v2_s", marks=pytest.mark.slow)])
+def test_recomputed_attention_gives_the_modules_own_output(kind):
+    """The weights rollout reads come from a recomputation of each attention module; it
+    must reproduce the module's output (here also the real swin3d_t, whose 8x7x7 windows
+    shrink to a 4-frame grid and pad 16x16 to 21x21, and the real mvit_v2_s)."""
+    from torchvision.models import video as tv
+
+    from stviz.explain.torchvision_attention import mvit_attention, swin_attention
+
+    torch.manual_seed(0)
+    model, t, size = {**tv_models(), "swin3d_t": (tv.swin3d_t(num_classes=3).eval(), 8, 64),
+                      "mvit_v2_s": (tv.mvit_v2_s(num_classes=3).eval(), 16, 224)}[kind]
+    calls = capture_attention(model, torch.randn(1, 3, t, size, size))
+    assert len(calls) == len([m for m in model.modules() if hasattr(m, "qkv")])
+    with torch.no_grad():
+        for module, args, out in calls:
+            if kind.startswith("mvit"):
+                probs, mine, _, _ = mvit_attention(module, *args)
+                out = out[0]
+            else:
+                probs, mine, _, _ = swin_attention(module, *args)
+            torch.testing.assert_close(mine, out, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))
+
+
+def window_matrix(n: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """(out, n) averaging matrix of a pooling window along one dimension, written out."""
+    out = (n + 2 * padding - kernel) // stride + 1
+    m = np.zeros((out, n))
+    for o in range(out):
+        cells = [i for i in range(n) if o * stride - padding <= i < o * stride - padding + kernel]
+        m[o, cells] = 1 / len(cells)
+    return m
+
+
+def pooling_numpy(thw, pool) -> tuple[np.ndarray, tuple]:
+    """(dense token map (1 + out, 1 + in) with the CLS token kept, output grid) of a
+    Conv3d/MaxPool3d window; no pool: the identity."""
+    n = 1 + int(np.prod(thw))
+    if pool is None:
+        return np.eye(n), thw
+    triple = [(v,) * 3 if isinstance(v, int) else tuple(v) for v in
+              (pool.kernel_size, pool.stride, pool.padding)]
+    mats = [window_matrix(d, k, s, p) for d, k, s, p in zip(thw, *triple)]
+    out = tuple(m.shape[0] for m in mats)
+    dense = np.zeros((1 + int(np.prod(out)), n))
+    dense[0, 0] = 1
+    dense[1:, 1:] = np.kron(np.kron(mats[0], mats[1]), mats[2])
+    return dense, out
+
+
+def fuse_numpy(probs: np.ndarray, fusion: str, discard: float) -> np.ndarray:
+    a = probs.mean(-3) if fusion == "mean" else probs.max(-3)
+    flat = a.reshape(-1, a.shape[-2] * a.shape[-1]).copy()
+    k = int(flat.shape[-1] * discard)
+    for row in flat:
+        row[np.argsort(row, kind="stable")[:k]] = 0
+    return flat.reshape(a.shape)
+
+
+def mvit_matrices(model, probs: list[np.ndarray], fusion: str, discard: float):
+    """Each MViT block as a dense (outputs, inputs) matrix: normalize((A P_kv + P_q) / 2 +
+    P_skip), the CLS row without P_q; grids from the pooling windows' own sizes."""
+    enc = model.pos_encoding
+    thw = (enc.temporal_size, *enc.spatial_size)
+    for block, p in zip(model.blocks, probs, strict=True):
+        attn = block.attn
+        p_q, q_thw = pooling_numpy(thw, attn.pool_q and attn.pool_q.pool)
+        p_kv, _ = pooling_numpy(thw, attn.pool_k and attn.pool_k.pool)
+        p_skip, _ = pooling_numpy(thw, block.pool_skip and block.pool_skip.pool)
+        a = fuse_numpy(p, fusion, discard)
+        r = np.ones(len(a))
+        r[0] = 0  # residual pooling skips the CLS token in mvit_v2_s's design
+        m = (a @ p_kv + r[:, None] * p_q) / (1 + r)[:, None] + p_skip
+        yield m / m.sum(-1, keepdims=True)
+        thw = q_thw
+
+
+def swin_matrices(model, steps, fusion: str, discard: float, thw: tuple):
+    """Swin3D's window attention and patch merging as dense matrices over the real tokens,
+    the windows found token by token from rolled coordinates."""
+    from torchvision.models.swin_transformer import PatchMerging
+    from torchvision.models.video.swin_transformer import ShiftedWindowAttention3d
+
+    probs = iter(s.probs.numpy().astype(np.float64) for s in steps if hasattr(s, "probs"))
+    for module in model.features.modules():
+        if isinstance(module, PatchMerging):
+            m = np.kron(np.eye(thw[0]), np.kron(merge_matrix(thw[1]), merge_matrix(thw[2])))
+            yield m
+            thw = (thw[0], -(-thw[1] // 2), -(-thw[2] // 2))
+        elif isinstance(module, ShiftedWindowAttention3d):
+            window = [min(w, n) for w, n in zip(module.window_size, thw)]
+            shift = [0 if n <= w else s for w, n, s in zip(module.window_size, thw,
+                                                              module.shift_size)]
+            padded = [-(-n // w) * w for n, w in zip(thw, window)]
+            a = fuse_numpy(next(probs), fusion, discard)
+            cells = list(np.ndindex(*padded))
+            where = []  # (window index, position in the window) of every padded cell
+            for c in cells:
+                rolled = [(ci - s) % n for ci, s, n in zip(c, shift, padded)]
+                where.append((np.ravel_multi_index([r // w for r, w in zip(rolled, window)],
+                                                   [n // w for n, w in zip(padded, window)]),
+                              np.ravel_multi_index([r % w for r, w in zip(rolled, window)],
+                                                   window)))
+            m = np.eye(len(cells))
+            for i, (wi, pi) in enumerate(where):
+                for j, (wj, pj) in enumerate(where):
+                    if wi == wj:
+                        m[i, j] += a[wi, pi, pj]
+            m /= m.sum(-1, keepdims=True)
+            real = [i for i, c in enumerate(cells) if all(ci < n for ci, n in zip(c, thw))]
+            yield m[np.ix_(real, real)]  # flow into padding cells is dropped
+
+
+def merge_matrix(n: int) -> np.ndarray:
+    """Patch merging along one dimension: pairs of cells averaged, an odd last cell alone."""
+    m = np.zeros((-(-n // 2), n))
+    for o in range(len(m)):
+        cells = [i for i in (2 * o, 2 * o + 1) if i < n]
+        m[o, cells] = 1 / len(cells)
+    return m
+
+
+@pytest.mark.parametrize(("fusion", "discard"), [("mean", 0.0), ("max", 0.5)])
+@pytest.mark.parametrize("kind", ["mvit", "swin"])
+def test_vector_rollout_matches_dense_matrices(kind, fusion, discard):
+    """The row pulled back step by step equals the product of the dense token maps."""
+    from stviz.explain.rollout import rollout
+
+    model, t, size = tv_models()[kind]
+    clf = torchvision_classifier(model, t, size)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        _, steps, tokens, readout = clf.attention_source(torch.randn(1, t, 3, size, size))
+    grid = (tokens.frames, *tokens.grid)
+    if kind == "mvit":
+        matrices = list(mvit_matrices(model, [s.probs.numpy().astype(np.float64)
+                                              for s in steps], fusion, discard))
+    else:
+        matrices = list(swin_matrices(model, steps, fusion, discard, grid))
+    rolled = np.eye(matrices[0].shape[1])
+    for m in matrices:
+        rolled = m @ rolled  # (outputs of this step, first step's inputs)
+    row = rolled[0] if kind == "mvit" else rolled.mean(0)  # the CLS token / mean pooling
+    reference = row[tokens.prefix:].reshape(grid)
+    mine = rollout(steps, tokens, readout, fusion, discard).numpy()
+    assert mine.shape == grid == ((4, 10, 10) if kind == "mvit" else (3, 10, 10))
+    np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-8)
+    assert (mine > 0).all()
+
+
+def test_swin_rollout_keeps_all_shares_without_padding():
+    """On grids that windows tile exactly (8 frames at 48x48: 4x12x12, 4x6x6, 4x3x3), every
+    step is row-stochastic, so the tokens' shares sum to 1; padding loses some."""
+    from stviz.explain.rollout import rollout
+
+    model = tiny_swin3d()
+    for frames, size, whole in ((8, 48, True), (6, 40, False)):
+        clf = torchvision_classifier(model, frames, size)
+        with torch.no_grad():
+            _, steps, tokens, readout = clf.attention_source(
+                torch.randn(1, frames, 3, size, size))
+        total = float(rollout(steps, tokens, readout).sum())
+        assert total == pytest.approx(1.0, abs=1e-5) if whole else 0.5 < total < 1.0
+
+
+@pytest.fixture
+def tv_files(tmp_path, monkeypatch) -> dict[str, Path]:
+    """State dicts of the small models, loaded by `--arch mvit_v2_s` / `--arch swin3d_t`
+    (their torchvision builders stand in for the full-size ones)."""
+    from torchvision.models import video as tv
+
+    monkeypatch.setattr(tv, "mvit_v2_s", tiny_mvit)
+    monkeypatch.setattr(tv, "swin3d_t", tiny_swin3d)
+    files = {}
+    for arch, build in (("mvit_v2_s", tiny_mvit), ("swin3d_t", tiny_swin3d)):
+        files[arch] = tmp_path / f"{arch}.pth"
+        torch.save(build().state_dict(), files[arch])
+    return files
+
+
+@pytest.mark.parametrize(("arch", "extra", "shape"), [
+    ("mvit_v2_s", [], (MVIT_FRAMES, 5, 5)),  # 4x10x10 tokens summed to block 3's 5x5
+    ("swin3d_t", ["--frames", "6", "--input-size", "40"], (6, 3, 3))])  # stage 1: 3x10x10
+def test_cli_rolls_out_mvit_and_swin3d(tv_files, arch, extra, shape, video, tmp_path, capsys):
+    args = ["--model", tv_files[arch], "--arch", arch, *extra, "--device", "cpu", "--format",
+            "json", "--quiet"]
+    code, _, err = run(capsys, "explain", video, "--method", "attention-rollout", "-p",
+                       "discard=0.5", "--out", tmp_path / "r", *args)
+    assert code == 0, err
+    arrays = np.load(tmp_path / "r" / "explanation.npz")
+    assert arrays["spatial"].shape == shape and arrays["temporal"].shape == shape[:1]
+    assert np.isfinite(arrays["spatial"]).all() and arrays["spatial"].min() >= 0
+    assert arrays["temporal"].min() > 0  # every frame holds some of the shares
+    code, _, err = run(capsys, "compare", video, "-b", "gradcam", "--out", tmp_path / "c",
+                       *args)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert list(summary["methods"]) == ["attention-rollout", "gradcam"]
+
+
+def test_rollout_needs_a_transformer(tmp_path, video, capsys):
+    from torchvision.models import video as tv
+
+    path = tmp_path / "r3d.pth"
+    torch.save(tv.r3d_18(num_classes=3).state_dict(), path)
+    code, _, err = run(capsys, "explain", video, "--model", path, "--arch", "r3d_18",
+                       "--method", "attention-rollout", "--device", "cpu", "--out",
+                       tmp_path / "o")
+    assert code == 2 and "needs a video transformer" in err and "no attention" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_localize_eval_loads_state_dicts_with_arch(tv_files, tmp_path, capsys):
+    """localize-eval takes explain's loading options: --arch (and --layer, --input-size)."""
+    from stviz.datasets.synth import SynthConfig, generate
+
+    data = tmp_path / "data"
+    generate(data, 0, 2, seed=1, cfg=SynthConfig(frames=8, size=64), workers=1)
+    args = ["localize-eval", data, "--model", tv_files["swin3d_t"], "--arch", "swin3d_t",
+            "--frames", "6", "--input-size", "40", "--methods", "attention-rollout,gradcam",
+            "--no-faithfulness", "--device", "cpu", "--quiet"]
+    out = tmp_path / "eval"
+    code, _, err = run(capsys, *args, "--out", out)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"].startswith("swin3d_t:") and metrics["n_videos"] == 2
+    assert {"attention-rollout", "gradcam"} <= set(json.dumps(metrics).split('"'))
+    # Another Grad-CAM layer is another result: nothing cached under the first is reused.
+    code, _, err = run(capsys, *args, "--layer", "features.2", "--out", out, "--overwrite")
+    assert code == 0, err
+    layers = [json.loads(p.read_text())["params"]["layer"]
+              for p in (out / "cache" / "gradcam").glob("*.explanation/explanation.json")]
+    assert sorted(layers) == ["features.2", "features.2", "norm", "norm"]
+    assert len(list((out / "cache" / "attention-rollout").glob("*.npz"))) == 4
 
 
 # ------------------------------------------------------------------------- errors

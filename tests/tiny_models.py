@@ -12,6 +12,7 @@ from torch import nn
 from stviz.core.checkpoint import build_network, save_checkpoint
 from stviz.core.model import AttentionModel
 from stviz.core.network import ModelSpec, NetworkConfig
+from stviz.explain.classifier import VideoClassifier
 
 T = 4
 SIZE = 64
@@ -103,3 +104,46 @@ def tiny_hf(kind: str, folder, seed: int = 0, **overrides):
     transformers.logging.disable_progress_bar()  # keeps stderr to what stviz says
     model.save_pretrained(folder)
     return model
+
+
+MVIT_FRAMES, MVIT_SIZE = 8, 40  # tiny MViT: a 4x10x10 token grid
+
+
+def tiny_mvit(*, weights: None = None, num_classes: int = 3) -> nn.Module:
+    """A small torchvision MViT v2 (mvit_v2_s's design: residual pooling, relative
+    positions, pooled Q/K/V; 4 blocks, 8-32 channels) for 8 frames at 40x40; Q strides in
+    space (blocks 1 and 3) and once in time (block 3), K/V stride coarser. Called like
+    torchvision's builders, so tests can stand it in for `mvit_v2_s`."""
+    from torchvision.models.video.mvit import MSBlockConfig, MViT
+
+    torch.manual_seed(0)
+    blocks = [MSBlockConfig(h, i, o, [3, 3, 3], [3, 3, 3], q, kv) for h, i, o, q, kv in [
+        (1, 8, 8, [1, 1, 1], [2, 4, 4]), (2, 8, 16, [1, 2, 2], [1, 2, 2]),
+        (2, 16, 16, [1, 1, 1], [1, 2, 2]), (2, 16, 32, [2, 2, 2], [1, 1, 1])]]
+    return MViT((MVIT_SIZE, MVIT_SIZE), MVIT_FRAMES, blocks, residual_pool=True,
+                residual_with_cls_embed=False, rel_pos_embed=True, proj_after_attn=True,
+                num_classes=num_classes).eval()
+
+
+def tiny_swin3d(*, weights: None = None, num_classes: int = 3) -> nn.Module:
+    """A small torchvision Swin3D (swin3d_t's design; 3 stages of 2 blocks, 8-32 channels,
+    windows 2x3x3), called like torchvision's builders."""
+    from torchvision.models.video.swin_transformer import SwinTransformer3d
+
+    torch.manual_seed(0)
+    return SwinTransformer3d(patch_size=[2, 4, 4], embed_dim=8, depths=[2, 2, 2],
+                             num_heads=[1, 2, 2], window_size=[2, 3, 3],
+                             num_classes=num_classes).eval()
+
+
+def torchvision_classifier(model: nn.Module, frames: int, size: int,
+                           device: str = "cpu") -> VideoClassifier:
+    """A torchvision MViT or Swin3D module as a `VideoClassifier` with its attention source,
+    as `--arch` loads the full-size ones."""
+    from stviz.explain.classifier import from_module
+    from stviz.explain.torchvision_attention import attention_source
+
+    clf = from_module(model, classes=["a", "b", "c"], frames=frames, input_size=size,
+                      device=torch.device(device))
+    clf.attention_source = attention_source(clf.module, type(model).__name__)
+    return clf

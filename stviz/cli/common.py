@@ -57,6 +57,39 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# How to load the model to explain, shared by explain, compare and localize-eval; the
+# LOADING_OPTIONS arrive as `load_classifier`'s keywords of the same names.
+MODEL_OPTION = click.option(
+    "--model", "-m", default=None, metavar="NAME|DIR|FILE",
+    help="stviz checkpoint folder or model name, a Hugging Face VideoMAE, TimeSformer or "
+         "ViViT folder (save_pretrained; needs stviz[transformers]), with --arch a weights "
+         "file, or a TorchScript file [default: the bundled actions10-lite0].")
+LOADING = ("arch", "layout", "layer", "classes", "input_size")
+LOADING_OPTIONS = (
+    click.option("--arch", default=None,
+                 help="Other classifiers: torchvision architecture of a state-dict file given "
+                      "as --model (r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, swin3d_t)."),
+    click.option("--layout", type=click.Choice(["NCTHW", "NTCHW"]), default="NCTHW",
+                 show_default=True,
+                 help="Other classifiers: the input layout a TorchScript model takes."),
+    click.option("--layer", default=None, metavar="NAME",
+                 help="Grad-CAM layer, a module name or its unique suffix [default: the last "
+                      "spatial feature map; for transformers the last block's input tokens, "
+                      "laid out on the model's (frames, h, w) token grid]."),
+    click.option("--classes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 metavar="FILE",
+                 help="Other classifiers: class names, one a line or a JSON list."),
+    click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
+                 help="Other classifiers: square input side [default: 112, or the "
+                      "torchvision preset]."),
+)
+
+
+def loading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the LOADING_OPTIONS to a command; they arrive as keywords of the same names."""
+    return functools.reduce(lambda f, option: option(f), reversed(LOADING_OPTIONS), fn)
+
+
 def existing_file(path: str) -> Path:
     p = Path(path)
     if not p.exists():

@@ -12,7 +12,15 @@ from typing import Any
 import click
 from rich.table import Table
 
-from stviz.cli.common import FRAME_COUNT, Progress, Settings, common_options, out
+from stviz.cli.common import (
+    FRAME_COUNT,
+    MODEL_OPTION,
+    Progress,
+    Settings,
+    common_options,
+    loading_options,
+    out,
+)
 from stviz.datasets.annotations import FORMATS
 from stviz.evaluate.scoring import DEFAULT_METHODS, DEFAULT_STEPS
 
@@ -103,9 +111,7 @@ def html_options(flag: bool = True) -> Callable[[Callable[..., Any]], Callable[.
               metavar="M1,M2,...", help="Explanation methods, comma-separated: attention, "
               "attention-rollout, gradcam, guided-gradcam, saliency, smoothgrad, ig, "
               "occlusion, frame-ablation.")
-@click.option("--model", "-m", default=None, metavar="NAME|DIR",
-              help="Checkpoint folder or model name, or a Hugging Face video transformer "
-                   "folder (default: the bundled actions10-lite0).")
+@MODEL_OPTION
 @click.option("--split", default="test", show_default=True,
               help="Split to evaluate (ignored when the annotations have no splits).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
@@ -125,11 +131,13 @@ def html_options(flag: bool = True) -> Callable[[Callable[..., Any]], Callable[.
               help="Rewrite the reports of a finished run in --out (cached results are "
               "still reused).")
 @html_options()
+@loading_options
 @common_options
 def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None, methods: str,
                   model: str | None, split: str, limit: int | None, t: int | None,
                   out_dir: Path | None, steps: int, no_faithfulness: bool, overwrite: bool,
-                  html: bool, html_videos: int, html_rank: str, settings: Settings) -> None:
+                  html: bool, html_videos: int, html_rank: str, settings: Settings,
+                  **loading: Any) -> None:
     """Measure how well explanation methods localize actions, against ground truth.
 
     Every method explains every annotated video of the split (the ground-truth
@@ -168,6 +176,8 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
       stviz localize-eval data/s --methods attention,gradcam,ig --out runs/loc
       stviz localize-eval data/s --out runs/loc --html --html-videos 5
       stviz localize-eval UCF101 --annotations ucf101_24_pyannot.pkl --model DIR
+      stviz localize-eval data/s --model swin3d_t.pth --arch swin3d_t \\
+          --methods attention-rollout,gradcam --out runs/swin
       torchrun --nproc_per_node 4 -m stviz localize-eval data/s --out runs/loc
     """
     from stviz import api
@@ -188,7 +198,7 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
             methods=methods.split(","), model=model, split=split, limit=limit, frames=t,
             faithfulness=not no_faithfulness, steps=steps, device=settings.device,
             overwrite=overwrite, progress=advance, html=html, html_videos=html_videos,
-            html_rank=html_rank)
+            html_rank=html_rank, load_options=loading)
     report = result.report
     if not report:
         return

@@ -17,7 +17,16 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from stviz.cli.common import FRAME_COUNT, Settings, StageProgress, common_options, out
+from stviz.cli.common import (
+    FRAME_COUNT,
+    LOADING,
+    LOADING_OPTIONS,
+    MODEL_OPTION,
+    Settings,
+    StageProgress,
+    common_options,
+    out,
+)
 
 METHODS = ("attention", "attention-rollout", "gradcam", "guided-gradcam", "saliency",
            "smoothgrad", "ig", "occlusion", "frame-ablation")
@@ -34,7 +43,7 @@ PEAKS = 3
 
 
 _SHARED = ("model", "target", "frames", "out_dir", "formats", "annotations", "cmap", "alpha",
-           "render_size", "overwrite", "arch", "layout", "layer", "classes", "input_size")
+           "render_size", "overwrite", *LOADING)
 HTML_HELP = ("Also write report.html: one self-contained page (no network, opens from "
              "file://) with the video, the heatmap following the playhead, an opacity slider, "
              "the temporal curves (click to seek), ground truth, prediction and runtimes. "
@@ -45,11 +54,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The model, target, output and drawing options both commands share, handed to the
     command as one `shared` dict of `stviz.api` keywords (`out` defaulted per video)."""
     options = [
-        click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
-                     help="stviz checkpoint folder or model name, a Hugging Face VideoMAE, "
-                          "TimeSformer or ViViT folder (save_pretrained; needs stviz"
-                          "[transformers]), with --arch a weights file, or a TorchScript file "
-                          "[default: the bundled actions10-lite0]."),
+        MODEL_OPTION,
         click.option("--target", default=None, metavar="CLASS",
                      help="Class to explain, by name or index [default: the predicted one]."),
         click.option("--frames", "-t", type=FRAME_COUNT, default=None, metavar="T",
@@ -78,23 +83,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                           "times longer."),
         click.option("--overwrite", is_flag=True,
                      help="Replace existing files in --out (never done otherwise)."),
-        click.option("--arch", default=None,
-                     help="Other classifiers: torchvision architecture of a state-dict file "
-                          "given as --model (r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, "
-                          "swin3d_t)."),
-        click.option("--layout", type=click.Choice(["NCTHW", "NTCHW"]), default="NCTHW",
-                     show_default=True, help="Other classifiers: the input layout a "
-                                             "TorchScript model takes."),
-        click.option("--layer", default=None, metavar="NAME",
-                     help="Grad-CAM layer, a module name or its unique suffix [default: the "
-                          "last spatial feature map; for transformers the last block's input "
-                          "tokens, laid out on the model's (frames, h, w) token grid]."),
-        click.option("--classes", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     metavar="FILE", help="Other classifiers: class names, one a line or a "
-                                          "JSON list."),
-        click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
-                     help="Other classifiers: square input side [default: 112, or the "
-                          "torchvision preset]."),
+        *LOADING_OPTIONS,
     ]
 
     @functools.wraps(fn)
@@ -116,11 +105,14 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="One of: " + ", ".join(METHODS) + ". attention is the model's own "
                    "masks and temporal weights (stviz models; free with inference). "
                    "attention-rollout is a video transformer's own attention (Hugging Face "
-                   "VideoMAE, TimeSformer, ViViT), rolled out through its layers (Abnar & "
-                   "Zuidema 2020); for TimeSformer's divided attention each block is its "
-                   "temporal step (each patch over the frames) then its spatial step (each "
-                   "frame's patches; the CLS token averages its per-frame rows), both rolled "
-                   "out in the order they run.")
+                   "VideoMAE, TimeSformer, ViViT; torchvision mvit_v2_s, swin3d_t), rolled "
+                   "out through its layers (Abnar & Zuidema 2020); for TimeSformer's divided "
+                   "attention each block is its temporal step (each patch over the frames) "
+                   "then its spatial step (each frame's patches; the CLS token averages its "
+                   "per-frame rows), both rolled out in the order they run; MViT's pooling "
+                   "counts as the average over each pooling window, Swin3D's shifted windows "
+                   "as block-diagonal attention and its patch merging as the average of the "
+                   "2x2 tokens merged.")
 @click.option("--dense", is_flag=True,
               help="Explain windows over the whole video instead of interpolating between "
                    "T sampled frames (slower; every frame gets its own map).")
@@ -153,7 +145,7 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
       stviz explain clip.mp4 --dense --window 16 --stride 4 --out runs/clip
       stviz explain clip.mp4 --model runs/my-model --annotations annotations.json --html
       stviz explain clip.mp4 --model r3d.pt --arch r3d_18 --method gradcam
-      stviz explain clip.mp4 --model videomae-folder/ --method attention-rollout \
+      stviz explain clip.mp4 --model videomae-folder/ --method attention-rollout \\
           -p head_fusion=max -p discard=0.9
     """
     from stviz import api
@@ -191,8 +183,8 @@ def compare(video: Path, baselines: tuple[str, ...], params: tuple[str, ...],
             shared: dict[str, Any], settings: Settings) -> None:
     """Explain VIDEO with several methods and measure how much they agree.
 
-    The model's own attention (stviz models; attention-rollout for Hugging Face video
-    transformers) and every --baseline explain the same sampled frames. Agreement of
+    The model's own attention (stviz models; attention-rollout for video transformers)
+    and every --baseline explain the same sampled frames. Agreement of
     every pair: Spearman correlation of the temporal curves ("when") and IoU of the
     top-15% spatial regions ("where"), averaged over frames. Writes, into --out:
     compare.mp4 (the methods side by side on every frame), compare.png (their maps on

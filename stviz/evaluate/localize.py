@@ -21,6 +21,7 @@ entries; after a barrier rank 0 reads them all and writes the reports.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -70,11 +71,14 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
                   limit: int | None = None, frames: int | None = None,
                   faithfulness: bool = True, steps: int = DEFAULT_STEPS,
                   device: str = "auto", overwrite: bool = False,
-                  progress: Progress | None = None) -> LocalizeResult:
+                  progress: Progress | None = None,
+                  load_options: dict[str, Any] | None = None) -> LocalizeResult:
     """Explain every annotated video of `split` with each of `methods` and score it.
 
-    `model`: a stviz checkpoint folder or name (None: the bundled default), a
-    TorchScript file, or a model already loaded (`VideoClassifier`, `AttentionModel`).
+    `model`: a stviz checkpoint folder or name (None: the bundled default), a Hugging
+    Face video transformer folder, a torchvision state dict or a TorchScript file (with
+    `load_options`: `load_classifier`'s arch, layout, layer, classes, input_size), or a
+    model already loaded (`VideoClassifier`, `AttentionModel`).
     `annotations` defaults to `dataset/annotations.json`; videos are found under
     `dataset` (see `locate_videos`). `limit`: the first N annotated videos by id.
     `frames`: clip length T (default the model's). `steps`: fractions of pixels removed
@@ -109,8 +113,9 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
         warn(f"{len(missing)} annotated video(s) not found under {root}, skipped: "
              + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
     names = _check_methods(methods, get_method)
+    loading = _non_default(load_options or {}, load_classifier)
     clf = as_classifier(model) if isinstance(model, (VideoClassifier, AttentionModel)) \
-        else load_classifier(model, device=dev)
+        else load_classifier(model, device=dev, frames=frames, **loading)
     if "attention" in names and not clf.is_stviz:
         raise StvizError(f"{clf.name}: method 'attention' needs a stviz attention model; "
                          "drop it from --methods")
@@ -122,6 +127,9 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
     steps_or_none = steps if faithfulness else None
     base = {"version": CACHE_VERSION, "model": model_fingerprint(clf, model), "frames": t,
             "faithfulness_steps": steps_or_none}
+    if loading:  # how the model was loaded matters too (class names by content, not file)
+        base["loading"] = {k: clf.classes if k == "classes" else str(v)
+                           for k, v in sorted(loading.items())}
     method_keys = {m: {**base, "method": m, "params": get_method(m).params()} for m in names}
 
     def entry(v: VideoAnnotation, method: str) -> Path:
@@ -163,6 +171,12 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
 
 
 # ---------------------------------------------------------------- inputs
+
+def _non_default(options: dict[str, Any], fn: Callable[..., Any]) -> dict[str, Any]:
+    """The `options` that differ from `fn`'s defaults."""
+    defaults = {p.name: p.default for p in inspect.signature(fn).parameters.values()}
+    return {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
+
 
 def _annotation_path(root: Path, annotations: str | Path | None) -> Path:
     if annotations is not None:

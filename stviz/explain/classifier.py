@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -111,10 +112,24 @@ class TokenAttention:
     kind: str = "joint"
 
 
+class TokenMap(Protocol):
+    """An attention step that is not one matrix over a fixed sequence (MViT's pooled
+    attention, Swin3D's windows and patch merging): it maps its input tokens to its
+    `outputs` tokens, and `pull` takes a row over its outputs back onto its inputs, with
+    attention heads fused and the lowest weights dropped by `fuse`."""
+
+    @property
+    def outputs(self) -> int: ...
+
+    def pull(self, row: torch.Tensor, fuse: Callable[[torch.Tensor], torch.Tensor]
+             ) -> torch.Tensor: ...
+
+
 # An attention source: clip (1, T, 3, H, W) -> (logits (K,), attention steps in the
-# order they run, the token grid, and how the head pools tokens: "cls" or "mean").
-AttentionSource = Callable[[torch.Tensor], tuple[torch.Tensor, list[TokenAttention], TokenGrid,
-                                                 str]]
+# order they run, the grid of the tokens the first step reads, and how the head pools
+# tokens: "first" (the CLS token) or "mean").
+AttentionSource = Callable[[torch.Tensor], tuple[torch.Tensor, list[TokenAttention | TokenMap],
+                                                 TokenGrid, str]]
 
 
 @dataclass(frozen=True)
@@ -459,6 +474,8 @@ def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | No
                  ) -> VideoClassifier:
     from torchvision.models import video
 
+    from stviz.explain import torchvision_attention
+
     enum, default_layer, head_key = TORCHVISION_ARCHS[arch]
     weights = getattr(video, enum).KINETICS400_V1  # metadata only: nothing is downloaded
     try:
@@ -487,21 +504,24 @@ def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | No
     preset = weights.transforms()
     size = int(preset.crop_size[0])
     tokens = None
-    if arch == "mvit_v2_s":  # its position embedding fixes the clip: 16 frames at 224x224
-        fixed = (int(weights.meta["min_temporal_size"]), size)
-        if (frames or fixed[0], input_size or size) != fixed:
-            raise StvizError(f"{path}: mvit_v2_s takes exactly {fixed[0]} frames at {size}x"
-                             f"{size} (its position embedding is fixed); drop --frames and "
-                             "--input-size")
-        encoding = model.pos_encoding
+    if arch == "mvit_v2_s":  # its token grid is fixed: 16 frames at 224x224
+        encoding, stride = model.pos_encoding, model.conv_proj.stride
+        fixed = (encoding.temporal_size * stride[0], encoding.spatial_size[0] * stride[1])
+        if (frames or fixed[0], input_size or fixed[1]) != fixed:
+            raise StvizError(f"{path}: mvit_v2_s takes exactly {fixed[0]} frames at "
+                             f"{fixed[1]}x{fixed[1]} (its token grid is fixed); drop --frames "
+                             "and --input-size")
+        frames, size = fixed
         tokens = TokenGrid(encoding.temporal_size, tuple(encoding.spatial_size), prefix=1)
         default_layer = f"blocks.{len(model.blocks) - 1}.norm1"
-    return VideoClassifier(model.to(device).eval(), classes=names, frames=frames or 16,
+    module = model.to(device).eval()
+    name = f"{arch}:{path.name}"
+    return VideoClassifier(module, classes=names, frames=frames or 16,
                            input_size=input_size or size, mean=mean or tuple(preset.mean),
                            std=std or tuple(preset.std), layout="NCTHW",
-                           layer=layer or default_layer, device=device,
-                           name=f"{arch}:{path.name}", tokens=tokens,
-                           channels_last=arch in CHANNELS_LAST_ARCHS)
+                           layer=layer or default_layer, device=device, name=name,
+                           tokens=tokens, channels_last=arch in CHANNELS_LAST_ARCHS,
+                           attention_source=torchvision_attention.attention_source(module, name))
 
 
 def _torchscript(path: Path, layout: str, classes: str | Path | Sequence[str] | None,
