@@ -35,6 +35,7 @@ from stviz.files import check_output_dir, write_text
 
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "last_state.pt"
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     plateau_patience: int = 5
+    # "plateau": the paper's LR x0.1 when the validation loss stalls; "cosine": LR falls
+    # from lr to 0 over `epochs` along a half cosine, so the last epochs settle whatever
+    # the noisy validation loss does
+    lr_schedule: str = "plateau"
     early_stopping: int = 15  # epochs without a better validation score
     val_fraction: float = 0.1
     frames: int = 16
@@ -212,8 +217,13 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
     net.to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
-                                                       patience=cfg.plateau_patience)
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise StvizError(f"lr schedule {cfg.lr_schedule!r} is unknown; choose one of "
+                         f"{', '.join(LR_SCHEDULES)}")
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+             if cfg.lr_schedule == "cosine" else
+             torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
+                                                        patience=cfg.plateau_patience))
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     # Only the head trains on a frozen backbone, so only the head needs DDP's gradient sync.
     trained = net if cfg.finetune_backbone else net.head
@@ -274,7 +284,10 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
         val_pos_eff = val_pos or train_pos
         record.update(_validate(trained, data, y, val_pos_eff, cfg, device))
         record["seconds"] = round(time.perf_counter() - t0, 3)
-        sched.step(record["val_loss"])
+        if cfg.lr_schedule == "cosine":
+            sched.step()
+        else:
+            sched.step(record["val_loss"])
         score = (record["val_accuracy"], -record["val_loss"])
         improved = state["best"] is None or score > tuple(state["best"])
         if improved:

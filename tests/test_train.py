@@ -64,6 +64,17 @@ def test_features_are_cached_across_runs(synth_data: Path, tmp_path: Path):
     assert [p.stat().st_mtime_ns for p in cached] == stamps  # read, not recomputed
 
 
+def test_cosine_schedule_falls_from_lr_to_zero_over_the_epochs(synth_data: Path,
+                                                                 tmp_path: Path):
+    run = tmp_path / "run"
+    train(synth_data, run, tiny_config(tmp_path, epochs=3, lr_schedule="cosine"))
+    lrs = [json.loads(x)["lr"] for x in (run / METRICS_FILE).read_text().splitlines()]
+    # (1 + cos(pi * e / 3)) / 2 of 1e-3 for epochs e = 0, 1, 2
+    assert lrs == pytest.approx([1e-3, 7.5e-4, 2.5e-4])
+    with pytest.raises(StvizError, match="lr schedule 'step' is unknown"):
+        train(synth_data, tmp_path / "other", tiny_config(tmp_path, lr_schedule="step"))
+
+
 def test_resume_continues_and_refuses_to_clobber(synth_data: Path, tmp_path: Path):
     run = tmp_path / "run"
     train(synth_data, run, tiny_config(tmp_path, epochs=1))
@@ -121,7 +132,8 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
             "--attention-floor", "0.2", "--coords", "--lambda-area", "0.5", "--area-target",
             "0.2", "--lambda-tv-time", "0.01", "--attention-source", "input-change",
             "--classifier-hidden", "12", "--lambda-entropy", "0.05",
-            "--attention-temperature", "0.5", "--attention-floor-temperature", "2"]
+            "--attention-temperature", "0.5", "--attention-floor-temperature", "2",
+            "--lr-schedule", "cosine"]
     with pytest.raises(SystemExit) as done:
         main(args)
     assert done.value.code == 0
@@ -131,6 +143,7 @@ def test_train_cli_switches_beyond_the_paper_are_recorded_and_load_back(synth_da
             net.coords) == ("mask", "delta", 3, 0.2, True)
     assert (net.attention_source, net.classifier_hidden, net.attention_temperature,
             net.attention_floor_temperature) == ("input-change", 12, 0.5, 2.0)
+    assert model.spec.provenance["train_config"]["lr_schedule"] == "cosine"
     loss = model.spec.provenance["train_config"]["loss"]
     assert loss == {"tv": 1e-5, "contrast": 1e-4, "unimodal": 1.0, "area": 0.5,
                     "area_target": 0.2, "tv_time": 0.01, "entropy": 0.05}
