@@ -33,11 +33,12 @@ lint: $(STAMP)
 # The flags after --cache-dir are what stviz adds to the paper's network.
 LOCALIZING := --spatial-pooling mask --temporal-input rectified --attention-source input-change \
 	--attention-temperature 0.25 --attention-floor 0.2 --classifier-hidden 128 \
-	--lambda-area 1.0 --area-target 0.15 --lambda-contrast 0.003 --lambda-entropy 0.6
+	--attention-floor-temperature 1.0 --lambda-area 1.0 --area-target 0.15 --lambda-contrast 0.003 \
+	--lambda-entropy 0.3
 model: $(STAMP)
-	$(STVIZ) synth $(DATA)/actions10-train --n-train 1600 --n-test 0 --seed 0 --overwrite
+	$(STVIZ) synth $(DATA)/actions10-train --n-train 2400 --n-test 0 --seed 0 --overwrite
 	$(STVIZ) train $(DATA)/actions10-train --out $(DATA)/runs/actions10-lite0 --overwrite \
-		--lr 1e-3 --epochs 40 --patience 8 --seed 0 --cache-dir $(DATA)/features $(LOCALIZING)
+		--lr 1e-3 --lr-schedule cosine --epochs 24 --patience 24 --seed 0 --cache-dir $(DATA)/features $(LOCALIZING)
 	mkdir -p $(MODEL)
 	cp $(DATA)/runs/actions10-lite0/config.json $(DATA)/runs/actions10-lite0/model.safetensors \
 		$(DATA)/runs/actions10-lite0/metrics.jsonl $(MODEL)/
