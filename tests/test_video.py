@@ -407,6 +407,22 @@ def test_unreproducible_mp4_uses_every_core_and_reads_back(tmp_path: Path) -> No
         for frame in _ramp(30):
             writer.append(frame)
     assert probe(tmp_path / "fast.mp4").frames == 30
+    if codec == "libx264":  # x264 writes the settings it used into the stream
+        settings = (tmp_path / "fast.mp4").read_bytes()
+        assert b"sliced_threads=0" in settings and b"me=dia subme=1" in settings
+
+
+@pytest.mark.parametrize("reproducible", [True, False])
+def test_a_reused_frame_buffer_is_read_when_appended(tmp_path: Path, reproducible: bool) -> None:
+    """The overlay painter draws every frame into one buffer: each append must take its
+    content then, not later."""
+    buffer = np.zeros((32, 48, 3), np.uint8)
+    with VideoWriter(tmp_path / "reused.mp4", 10, reproducible=reproducible) as writer:
+        for i in range(8):
+            buffer[:] = 20 + 25 * i
+            writer.append(buffer)
+    means = [frame.mean() for frame in read_frames(tmp_path / "reused.mp4", range(8))]
+    assert np.allclose(means, 20 + 25 * np.arange(8), atol=3)
 
 
 def test_read_frames_resizes_and_checks_indices(long_clip: Path) -> None:
