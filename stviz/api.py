@@ -154,7 +154,7 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
     None: the video's own size). `progress(stage, done, total)` is called as work advances.
     `load_options` (arch, layout, layer, classes, input_size) go to `load_classifier`.
     """
-    from stviz.explain import explain_video, get_method, sample_clip
+    from stviz.explain import explain_video, get_method, resolve_target, sample_clip
     from stviz.render import outputs
 
     start = time.perf_counter()
@@ -165,6 +165,7 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
                                   cmap, alpha)
     clf = load_classifier(model, device=device, frames=frames, **load_options)
     loaded = time.perf_counter()
+    resolve_target(clf.classes, target, 0)  # a wrong target fails before any decoding
     # The sampled frames are decoded here, once: the figures show some of them again.
     clip = None if dense else sample_clip(clf, video, frames, info)
     expl = explain_video(clf, video, method, target, frames, dense, window, stride,
@@ -196,7 +197,13 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
     write compare.mp4/.gif, compare.png and compare.json there. Other arguments as in
     `explain`; `params` maps a method name to its parameters.
     """
-    from stviz.explain import agreement_table, compare_methods, get_method, sample_clip
+    from stviz.explain import (
+        agreement_table,
+        compare_methods,
+        get_method,
+        resolve_target,
+        sample_clip,
+    )
     from stviz.render import outputs
 
     start = time.perf_counter()
@@ -211,6 +218,7 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
         raise StvizError(f"compare needs two methods or more, got {', '.join(names) or 'none'}"
                          "; pass another --baseline (e.g. --baseline gradcam --baseline ig)")
     loaded = time.perf_counter()
+    resolve_target(clf.classes, target, 0)
     clip = sample_clip(clf, video, frames, info)
     expls = compare_methods(clf, video, names, target, frames, params,
                             None if progress is None else functools.partial(progress,

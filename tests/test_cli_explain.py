@@ -19,6 +19,7 @@ from stviz import api
 from stviz.cli import cli
 from stviz.cli import explain as cli_explain
 from stviz.core.checkpoint import CONFIG_FILE, DEFAULT_MODEL, save_checkpoint
+from stviz.errors import StvizError
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP, GT_RGB, SEGMENT_RGB
 from stviz.render.outputs import DEFAULT_FORMATS, DEFAULT_RENDER_SIZE
 from stviz.render.overlay import PANEL_GAP, strip_height, title_height
@@ -329,6 +330,12 @@ def test_the_video_is_probed_once_and_each_frame_decoded_once_per_pass(models, v
     passes.clear()
     api.compare(video, ["saliency"], model, out=tmp_path / "c", render_size=0)
     assert len(probes) == 1 and passes == [sampled, list(range(N))]
+    passes.clear()
+    with pytest.raises(StvizError, match="--target 7: out of range"):
+        api.explain(video, model, target=7)
+    with pytest.raises(StvizError, match="--target 7: out of range"):
+        api.compare(video, ["saliency"], model, target=7)
+    assert passes == []  # a wrong target fails before any decoding
 
     monkeypatch.setattr(v, "_decode", real_decode)
     again = write_explanation(result.explanation, tmp_path / "again", ["png"])

@@ -85,8 +85,9 @@ def explain_video(clf: VideoClassifier | AttentionModel, video: str | Path,
 
     `frames`: clip length T (the classifier's by default). Dense mode: `window` frames
     (default T) every `stride` frames (default window // 2). `clip`: the frames already
-    sampled by `sample_clip` (default mode; then `video` is not read again), for callers
-    that draw them too.
+    sampled by `sample_clip` (default mode; then `video` is not read again, and the
+    result's `seconds` are the method's alone, as in `compare_methods`), for callers that
+    draw them too.
     """
     clf = as_classifier(clf)
     explainer = get_method(method, **method_params)
