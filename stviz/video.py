@@ -69,7 +69,7 @@ _MP4_OPTIONS = {"movflags": "+faststart", "fflags": "+bitexact"}
 # For `reproducible=False`: x264 on every core ("0": one thread per core, frame-parallel)
 # with B-frames (on overlays: files a quarter the size, 10% less CPU) and veryfast's
 # cheapest motion search (diamond, subpixel level 1, no inter 8x8/4x4 partitions: on a
-# 720 px overlay 40% less CPU, files 7% larger at the same PSNR), or NVIDIA's hardware
+# 720 px overlay 40% less CPU, files 4-7% larger at the same PSNR), or NVIDIA's hardware
 # encoder at about x264's CRF 18 quality.
 _X264_ANY_THREADS = {"crf": "18", "preset": "veryfast", "threads": "0", "thread_type": "frame",
                      "x264-params": "me=dia:subme=1:partitions=i8x8,i4x4"}
