@@ -154,27 +154,31 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
     None: the video's own size). `progress(stage, done, total)` is called as work advances.
     `load_options` (arch, layout, layer, classes, input_size) go to `load_classifier`.
     """
-    from stviz.explain import explain_video, get_method
+    from stviz.explain import explain_video, get_method, resolve_target, sample_clip
     from stviz.render import outputs
 
     start = time.perf_counter()
     if not dense and (window or stride):
         raise StvizError("--window and --stride set the windows of --dense; add --dense")
     get_method(method, **(method_params or {}))
-    fmts, record = _prepare("explain", video, out, formats, overwrite, annotations, cmap,
-                            alpha)
+    fmts, record, info = _prepare("explain", video, out, formats, overwrite, annotations,
+                                  cmap, alpha)
     clf = load_classifier(model, device=device, frames=frames, **load_options)
     loaded = time.perf_counter()
+    resolve_target(clf.classes, target, 0)  # a wrong target fails before any decoding
+    # The sampled frames are decoded here, once: the figures show some of them again.
+    clip = None if dense else sample_clip(clf, video, frames, info)
     expl = explain_video(clf, video, method, target, frames, dense, window, stride,
                          None if progress is None else functools.partial(progress, "explaining"),
-                         **(method_params or {}))
+                         clip=clip, **(method_params or {}))
     explained = time.perf_counter()
     files: list[Path] = []
     if out is not None:
         truth = outputs.ground_truth(record, expl) if record is not None else None
         files = outputs.write_explanation(expl, out, fmts, truth=truth, cmap=cmap, alpha=alpha,
                                           overwrite=overwrite, progress=progress,
-                                          render_size=render_size)
+                                          render_size=render_size, info=info,
+                                          frames=_decoded(clip))
     return ExplainResult(expl, files, _timings(start, loaded, explained), clf.name,
                          _bundled(clf))
 
@@ -193,14 +197,20 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
     compare.json there. Other arguments as in `explain`; `params` maps a method name to
     its parameters.
     """
-    from stviz.explain import agreement_table, compare_methods, get_method
+    from stviz.explain import (
+        agreement_table,
+        compare_methods,
+        get_method,
+        resolve_target,
+        sample_clip,
+    )
     from stviz.render import outputs
 
     start = time.perf_counter()
     for name in baselines:
         get_method(name, **(params or {}).get(name, {}))
-    fmts, record = _prepare("compare", video, out, formats, overwrite, annotations, cmap,
-                            alpha)
+    fmts, record, info = _prepare("compare", video, out, formats, overwrite, annotations,
+                                  cmap, alpha)
     clf = load_classifier(model, device=device, frames=frames, **load_options)
     own = [clf.own_attention] if clf.own_attention is not None else []
     names = list(dict.fromkeys(own + list(baselines)))
@@ -208,9 +218,12 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
         raise StvizError(f"compare needs two methods or more, got {', '.join(names) or 'none'}"
                          "; pass another --baseline (e.g. --baseline gradcam --baseline ig)")
     loaded = time.perf_counter()
+    resolve_target(clf.classes, target, 0)
+    clip = sample_clip(clf, video, frames, info)
     expls = compare_methods(clf, video, names, target, frames, params,
                             None if progress is None else functools.partial(progress,
-                                                                            "explaining"))
+                                                                            "explaining"),
+                            clip=clip)
     agreement = agreement_table(expls)
     explained = time.perf_counter()
     files: list[Path] = []
@@ -218,7 +231,8 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
         truth = outputs.ground_truth(record, expls[0]) if record is not None else None
         files = outputs.write_comparison(expls, agreement, out, fmts, truth=truth, cmap=cmap,
                                          alpha=alpha, overwrite=overwrite, progress=progress,
-                                         render_size=render_size)
+                                         render_size=render_size, info=info,
+                                         frames=_decoded(clip))
     return CompareResult(expls, agreement, files, _timings(start, loaded, explained), clf.name,
                          _bundled(clf))
 
@@ -226,10 +240,10 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
 def _prepare(kind: str, video: str | Path, out: str | Path | None,
              formats: str | Sequence[str] | None, overwrite: bool,
              annotations: str | Path | None, cmap: str, alpha: float
-             ) -> tuple[tuple[str, ...], Any]:
-    """(formats, the video's annotation record or None), after checking all a user can get
-    wrong before the slow work: formats, colours, files in the way, the annotation file,
-    and the video itself (missing, empty or undecodable)."""
+             ) -> tuple[tuple[str, ...], Any, Any]:
+    """(formats, the video's annotation record or None, its `stviz.video.VideoInfo`), after
+    checking all a user can get wrong before the slow work: formats, colours, files in the
+    way, the annotation file, and the video itself (missing, empty or undecodable)."""
     from stviz.render import outputs
     from stviz.video import probe
 
@@ -243,8 +257,12 @@ def _prepare(kind: str, video: str | Path, out: str | Path | None,
         record = load_annotations(annotations).find_video(video)
     else:
         record = None
-    probe(video)
-    return fmts, record
+    return fmts, record, probe(video)
+
+
+def _decoded(clip: Any) -> dict[int, Any] | None:
+    """A `Clip`'s decoded frames by video frame index, for the figures (None: no clip)."""
+    return None if clip is None else dict(zip(clip.indices.tolist(), clip.frames))
 
 
 def _timings(start: float, loaded: float, explained: float) -> dict[str, float]:

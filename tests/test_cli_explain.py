@@ -19,6 +19,7 @@ from stviz import api
 from stviz.cli import cli
 from stviz.cli import explain as cli_explain
 from stviz.core.checkpoint import CONFIG_FILE, DEFAULT_MODEL, save_checkpoint
+from stviz.errors import StvizError
 from stviz.render.colors import DEFAULT_ALPHA, DEFAULT_CMAP, GT_RGB, SEGMENT_RGB
 from stviz.render.outputs import DEFAULT_FORMATS, DEFAULT_RENDER_SIZE
 from stviz.render.overlay import PANEL_GAP, strip_height, title_height
@@ -296,3 +297,47 @@ def test_render_size_bounds_the_videos_long_side(models, video, tmp_path, capsys
     assert info.width == 2 * 40 + PANEL_GAP and info.frames == N
     code, _, err = run(capsys, "explain", video, "--render-size", -1)
     assert code == 2 and "--render-size" in err
+
+
+def test_the_video_is_probed_once_and_each_frame_decoded_once_per_pass(models, video, tmp_path,
+                                                                         monkeypatch):
+    """explain and compare: one probe; the sampled frames decoded once (the figures reuse
+    them, issue 13), then every frame once for the video; the figures are the same as
+    from frames decoded again."""
+    import stviz.video as v
+    from stviz.explain.pipeline import sample_clip
+    from stviz.render.outputs import write_explanation
+
+    real_probe, real_decode = v.probe, v._decode
+    probes: list[Path] = []
+    passes: list[list[int]] = []  # the frames each decoding pass was asked for
+
+    def probe(path: Path) -> v.VideoInfo:
+        probes.append(path)
+        return real_probe(path)
+
+    def decode(path: Path, wanted: np.ndarray):
+        passes.append(wanted.tolist())
+        return real_decode(path, wanted)
+
+    model = api.load_classifier(models / "tiny", device="cpu")
+    sampled = sample_clip(model, video, info=real_probe(video)).indices.tolist()
+    monkeypatch.setattr(v, "probe", probe)
+    monkeypatch.setattr(v, "_decode", decode)
+    result = api.explain(video, model, out=tmp_path / "e", render_size=0)
+    assert len(probes) == 1 and passes == [sampled, list(range(N))]
+    probes.clear()
+    passes.clear()
+    api.compare(video, ["saliency"], model, out=tmp_path / "c", render_size=0)
+    assert len(probes) == 1 and passes == [sampled, list(range(N))]
+    passes.clear()
+    with pytest.raises(StvizError, match="--target 7: out of range"):
+        api.explain(video, model, target=7)
+    with pytest.raises(StvizError, match="--target 7: out of range"):
+        api.compare(video, ["saliency"], model, target=7)
+    assert passes == []  # a wrong target fails before any decoding
+
+    monkeypatch.setattr(v, "_decode", real_decode)
+    again = write_explanation(result.explanation, tmp_path / "again", ["png"])
+    for path in again:
+        assert path.read_bytes() == (tmp_path / "e" / path.name).read_bytes()

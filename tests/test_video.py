@@ -390,6 +390,61 @@ def test_every_frame_scaled_in_ffmpeg_matches_opencv_then_resize(long_clip: Path
         assert np.abs(got.astype(int) - ref).mean() < 6
 
 
+def test_read_ahead_keeps_order_raises_and_stops_its_thread() -> None:
+    """The overlay's frames are decoded by a thread ahead of the caller: in order, its
+    errors raised in the caller, and it ends (closing what it ran) when the caller stops."""
+    import threading
+
+    closed = []
+
+    def numbers(n: int, fail_at: int | None = None):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise RuntimeError(f"bad frame {i}")
+                yield i
+        finally:
+            closed.append(threading.current_thread().name)
+
+    assert list(video._read_ahead(numbers(50))) == list(range(50))
+    with pytest.raises(RuntimeError, match="bad frame 7"):
+        list(video._read_ahead(numbers(50, fail_at=7)))
+    ahead = video._read_ahead(numbers(10**6), depth=2)
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()  # returns only once the thread has stopped
+    assert closed == ["stviz-read-ahead"] * 3
+    assert not any(t.name == "stviz-read-ahead" for t in threading.enumerate())
+
+
+def test_stopping_an_overlay_stream_early_ends_its_decoding(long_clip: Path) -> None:
+    import threading
+
+    stream = iter_frames(long_clip, size=(16, 12))
+    assert [next(stream)[0] for _ in range(5)] == [0, 1, 2, 3, 4]
+    stream.close()
+    assert not any(t.name == "stviz-read-ahead" for t in threading.enumerate())
+
+
+def test_every_frame_scaled_of_a_truncated_file_stops_where_the_data_does(
+    tmp_path: Path,
+) -> None:
+    """A faststart MP4 cut short: the scaled stream gives exactly the frames `probe`
+    counts; told of more, it warns where decoding stopped."""
+    rng = np.random.default_rng(0)
+    whole = write_video(tmp_path / "whole.mp4",
+                        [rng.integers(0, 256, (64, 80, 3), np.uint8) for _ in range(60)], 10)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.3)])
+    with pytest.warns(StvizWarning, match="truncated"):
+        info = probe(cut)
+    assert 0 < info.frames < 60
+    got = [i for i, _ in iter_frames(cut, info=info, size=(40, 32))]
+    assert got == list(range(info.frames))
+    claimed = video.VideoInfo(cut, 60, 10.0, 80, 64, 6.0, 60)
+    with pytest.warns(StvizWarning, match=f"frame {info.frames} and later ones do not decode"):
+        assert len(list(iter_frames(cut, info=claimed, size=(40, 32)))) == info.frames
+
+
 def test_every_frame_scaled_falls_back_to_opencv_when_sizes_disagree(long_clip: Path) -> None:
     """A rotated video: OpenCV reports the rotated size, PyAV decodes the stored one."""
     rotated = video.VideoInfo(long_clip, 200, 25.0, 24, 32, 8.0, 200)
@@ -407,6 +462,22 @@ def test_unreproducible_mp4_uses_every_core_and_reads_back(tmp_path: Path) -> No
         for frame in _ramp(30):
             writer.append(frame)
     assert probe(tmp_path / "fast.mp4").frames == 30
+    if codec == "libx264":  # x264 writes the settings it used into the stream
+        settings = (tmp_path / "fast.mp4").read_bytes()
+        assert b"sliced_threads=0" in settings and b"me=dia subme=1" in settings
+
+
+@pytest.mark.parametrize("reproducible", [True, False])
+def test_a_reused_frame_buffer_is_read_when_appended(tmp_path: Path, reproducible: bool) -> None:
+    """The overlay painter draws every frame into one buffer: each append must take its
+    content then, not later."""
+    buffer = np.zeros((32, 48, 3), np.uint8)
+    with VideoWriter(tmp_path / "reused.mp4", 10, reproducible=reproducible) as writer:
+        for i in range(8):
+            buffer[:] = 20 + 25 * i
+            writer.append(buffer)
+    means = [frame.mean() for frame in read_frames(tmp_path / "reused.mp4", range(8))]
+    assert np.allclose(means, 20 + 25 * np.arange(8), atol=3)
 
 
 def test_read_frames_resizes_and_checks_indices(long_clip: Path) -> None:

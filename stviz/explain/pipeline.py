@@ -79,11 +79,15 @@ def resolve_target(classes: Sequence[str], target: Target, predicted: int) -> in
 def explain_video(clf: VideoClassifier | AttentionModel, video: str | Path,
                   method: str = "attention", target: Target = None, frames: int | None = None,
                   dense: bool = False, window: int | None = None, stride: int | None = None,
-                  progress: Progress | None = None, **method_params: Any) -> Explanation:
+                  progress: Progress | None = None, clip: Clip | None = None,
+                  **method_params: Any) -> Explanation:
     """Explain the `target` class (default: the predicted one) in a video with `method`.
 
     `frames`: clip length T (the classifier's by default). Dense mode: `window` frames
-    (default T) every `stride` frames (default window // 2).
+    (default T) every `stride` frames (default window // 2). `clip`: the frames already
+    sampled by `sample_clip` (default mode; then `video` is not read again, and the
+    result's `seconds` are the method's alone, as in `compare_methods`), for callers that
+    draw them too.
     """
     clf = as_classifier(clf)
     explainer = get_method(method, **method_params)
@@ -93,7 +97,7 @@ def explain_video(clf: VideoClassifier | AttentionModel, video: str | Path,
     if dense:
         return _explain_dense(clf, explainer, Path(video), target, t, window or t,
                               stride or max(1, (window or t) // 2), progress, start)
-    clip = sample_clip(clf, video, t)
+    clip = clip or sample_clip(clf, video, t)
     attr, logits, target_index = _explain_clip(explainer, clf, clip.x, target)
     indices, spatial, temporal = _average_by_frame(clip.indices, attr.spatial, attr.temporal)
     if progress is not None:

@@ -1,8 +1,9 @@
 """The files `stviz explain` and `stviz compare` write, and how they are drawn.
 
 One place knows the file names, the formats and the ground truth drawn on them.
-Inputs are `Explanation`s and the video they explain (decoded here: the key frames
-once, then one streaming pass per video file written); never a model.
+Inputs are `Explanation`s and the video they explain (decoded here: the key frames,
+unless the caller passes them already decoded, then one streaming pass per video file
+written); never a model.
 
     explain: overlay.mp4 | overlay.gif, temporal.png, keyframes.png,
              explanation.json, explanation.npz, report.html
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from stviz.render.html import MAX_SIDE, REPORT_FILE, write_video_page
 from stviz.render.keyframes import render_keyframes
 from stviz.render.overlay import render_overlay
 from stviz.render.temporal import render_temporal
+from stviz.video import VideoInfo, fit_size, iter_frames, read_frames
 
 FORMATS = ("mp4", "gif", "png", "json", "html")
 DEFAULT_FORMATS = ("mp4", "png", "json")
@@ -139,18 +141,23 @@ def write_explanation(expl: Explanation, out_dir: str | Path, formats: Sequence[
                       truth: GroundTruth | None = None, cmap: str = DEFAULT_CMAP,
                       alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
                       progress: StageProgress | None = None,
-                      render_size: int | None = DEFAULT_RENDER_SIZE) -> list[Path]:
+                      render_size: int | None = DEFAULT_RENDER_SIZE,
+                      info: VideoInfo | None = None,
+                      frames: Mapping[int, np.ndarray] | None = None) -> list[Path]:
     """The files of `planned_files("explain", ...)`: the explanation itself, its 'when'
     and 'where' figures, and the overlay over every frame of the video (at most
-    `render_size` px on the long side)."""
+    `render_size` px on the long side). `info` (the video's `probe`) and `frames` (video
+    frames already decoded at full size, by index: the sampled clip's) spare decoding
+    them again."""
     names = [p.name for p in planned_files("explain", out_dir, formats, overwrite)]
+    video = _Video(expl.video, info, frames or {})
     with output_set(out_dir, names, overwrite, family("explain")) as out:
-        files = _write_explanation(expl, out, formats, truth or GroundTruth(), cmap, alpha,
-                                   progress, render_size)
+        files = _write_explanation(expl, video, out, formats, truth or GroundTruth(), cmap,
+                                   alpha, progress, render_size)
     return [Path(out_dir) / f.name for f in files]
 
 
-def _write_explanation(expl: Explanation, out: Path, formats: Sequence[str],
+def _write_explanation(expl: Explanation, video: _Video, out: Path, formats: Sequence[str],
                        truth: GroundTruth, cmap: str, alpha: float,
                        progress: StageProgress | None, render_size: int | None
                        ) -> list[Path]:
@@ -159,8 +166,8 @@ def _write_explanation(expl: Explanation, out: Path, formats: Sequence[str],
     if "json" in formats:
         files += expl.save(out, overwrite)
     if "png" in formats:
-        frames = _key_frames(expl.video, {*key_frames(expl, KEY_FRAMES),
-                                          *key_frames(expl, KEY_FRAMES, spread=True)})
+        frames = video.key_frames({*key_frames(expl, KEY_FRAMES),
+                                   *key_frames(expl, KEY_FRAMES, spread=True)})
         files.append(render_temporal(expl, frames, out / "temporal.png", k=KEY_FRAMES,
                                      segment=truth.segments or None, cmap=cmap, alpha=alpha,
                                      overwrite=overwrite))
@@ -170,18 +177,19 @@ def _write_explanation(expl: Explanation, out: Path, formats: Sequence[str],
     for fmt in ("mp4", "gif"):
         if fmt in formats:
             name = f"overlay.{fmt}"
-            files.append(render_overlay(expl, _stream(expl, f"rendering {name}", progress,
-                                                      render_size),
+            files.append(render_overlay(expl, video.stream(expl, f"rendering {name}", progress,
+                                                           render_size),
                                         out / name, cmap=cmap, alpha=alpha, boxes=truth.boxes,
                                         overwrite=overwrite))
     if "html" in formats:
-        files += _write_page([expl], None, out, truth, cmap, alpha, overwrite, progress)
+        files += _write_page([expl], None, video, out, truth, cmap, alpha, overwrite,
+                             progress)
     return files
 
 
-def _write_page(expls: Sequence[Explanation], agreement: dict[str, Any] | None, out: Path,
-                truth: GroundTruth, cmap: str, alpha: float, overwrite: bool,
-                progress: StageProgress | None) -> list[Path]:
+def _write_page(expls: Sequence[Explanation], agreement: dict[str, Any] | None,
+                video: _Video, out: Path, truth: GroundTruth, cmap: str, alpha: float,
+                overwrite: bool, progress: StageProgress | None) -> list[Path]:
     """report.html, and ground_truth.json beside it when there is ground truth (an old
     one is removed: the folder then has none)."""
     files = []
@@ -191,8 +199,8 @@ def _write_page(expls: Sequence[Explanation], agreement: dict[str, Any] | None, 
         (out / TRUTH_FILE).unlink(missing_ok=True)
     subtitle = "compare" if agreement else f"explain · {expls[0].method}"
     # the page's video is at most MAX_SIDE px: frames come scaled by FFmpeg, the fast way
-    files.append(write_video_page(expls, _stream(expls[0], f"rendering {REPORT_FILE}", progress,
-                                                 MAX_SIDE),
+    files.append(write_video_page(expls, video.stream(expls[0], f"rendering {REPORT_FILE}",
+                                                      progress, MAX_SIDE),
                                   out / REPORT_FILE, agreement=agreement, boxes=truth.boxes,
                                   segments=truth.segments, subtitle=subtitle, cmap=cmap,
                                   alpha=alpha, overwrite=overwrite))
@@ -223,20 +231,23 @@ def write_comparison(expls: Sequence[Explanation], agreement: dict[str, Any],
                      truth: GroundTruth | None = None, cmap: str = DEFAULT_CMAP,
                      alpha: float = DEFAULT_ALPHA, overwrite: bool = False,
                      progress: StageProgress | None = None,
-                     render_size: int | None = DEFAULT_RENDER_SIZE) -> list[Path]:
+                     render_size: int | None = DEFAULT_RENDER_SIZE,
+                     info: VideoInfo | None = None,
+                     frames: Mapping[int, np.ndarray] | None = None) -> list[Path]:
     """The files of `planned_files("compare", ...)`: the methods side by side on every frame
     (each panel at most `render_size` px on the long side), on the first method's key
-    frames, and the numbers."""
+    frames, and the numbers. `info` and `frames` as in `write_explanation`."""
     names = [p.name for p in planned_files("compare", out_dir, formats, overwrite)]
+    video = _Video(expls[0].video, info, frames or {})
     with output_set(out_dir, names, overwrite, family("compare")) as out:
-        files = _write_comparison(list(expls), agreement, out, formats, truth or GroundTruth(),
-                                  cmap, alpha, progress, render_size)
+        files = _write_comparison(list(expls), agreement, video, out, formats,
+                                  truth or GroundTruth(), cmap, alpha, progress, render_size)
     return [Path(out_dir) / f.name for f in files]
 
 
-def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], out: Path,
-                      formats: Sequence[str], truth: GroundTruth, cmap: str, alpha: float,
-                      progress: StageProgress | None, render_size: int | None
+def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], video: _Video,
+                      out: Path, formats: Sequence[str], truth: GroundTruth, cmap: str,
+                      alpha: float, progress: StageProgress | None, render_size: int | None
                       ) -> list[Path]:
     overwrite = True  # `out` is this run's own temporary folder
     files: list[Path] = []
@@ -244,7 +255,7 @@ def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], out: 
         files.append(write_json(out / COMPARE_FILE, compare_summary(expls, agreement),
                                 overwrite))
     if "png" in formats:
-        frames = _key_frames(expls[0].video, key_frames(expls[0], KEY_FRAMES))
+        frames = video.key_frames(set(key_frames(expls[0], KEY_FRAMES)))
         files.append(render_compare_sheet(expls, frames, out / "compare.png", k=KEY_FRAMES,
                                           cmap=cmap, alpha=alpha, boxes=truth.boxes,
                                           overwrite=overwrite))
@@ -252,12 +263,13 @@ def _write_comparison(expls: list[Explanation], agreement: dict[str, Any], out: 
         if fmt in formats:
             name = f"compare.{fmt}"
             files.append(render_compare_video(
-                expls, _stream(expls[0], f"rendering {name}", progress, render_size), out / name,
-                cmap=cmap, alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
+                expls, video.stream(expls[0], f"rendering {name}", progress, render_size),
+                out / name, cmap=cmap, alpha=alpha, boxes=truth.boxes, overwrite=overwrite))
     if "html" in formats:
         for e in expls:
             files += e.save(out / METHODS_DIR / e.method, overwrite)
-        files += _write_page(expls, agreement, out, truth, cmap, alpha, overwrite, progress)
+        files += _write_page(expls, agreement, video, out, truth, cmap, alpha, overwrite,
+                             progress)
     return files
 
 
@@ -286,7 +298,8 @@ def rebuild_page(folder: str | Path, annotations: Any = None, *,
     else:
         truth = GroundTruth()
     _check_video(expls[0], out)
-    return _write_page(expls, agreement, out, truth, cmap, alpha, True, progress)
+    return _write_page(expls, agreement, _Video(expls[0].video, None, {}), out, truth, cmap,
+                       alpha, True, progress)
 
 
 def _load_explanation(folder: Path, command: str) -> Explanation:
@@ -303,22 +316,29 @@ def _check_video(expl: Explanation, out: Path) -> None:
                          "folder, or put the video back")
 
 
-def _key_frames(video: str | Path, indices: Sequence[int] | set[int]) -> dict[int, np.ndarray]:
-    from stviz.video import read_frames
+@dataclass
+class _Video:
+    """The explained video and what the caller already decoded of it."""
 
-    wanted = sorted(indices)
-    return dict(zip(wanted, read_frames(video, wanted)))
+    path: str | Path
+    info: VideoInfo | None
+    frames: Mapping[int, np.ndarray]
 
+    def key_frames(self, indices: set[int]) -> dict[int, np.ndarray]:
+        """Full-size frames at `indices`, decoding only those not at hand."""
+        frames = dict(self.frames)
+        missing = sorted(indices - set(frames))
+        if missing:
+            frames.update(zip(missing, read_frames(self.path, missing, info=self.info)))
+        return {i: frames[i] for i in sorted(indices)}
 
-def _stream(expl: Explanation, stage: str, progress: StageProgress | None,
-            render_size: int | None) -> Iterator[tuple[int, np.ndarray]]:
-    """Every frame of the explained video, at most `render_size` px on the long side,
-    reporting progress as it goes."""
-    from stviz.video import fit_size, iter_frames
-
-    size = fit_size(expl.width, expl.height, render_size)
-    for done, item in enumerate(iter_frames(expl.video, size=size), start=1):
-        yield item
-        if progress is not None:
-            progress(stage, done, expl.video_frames)
-
+    def stream(self, expl: Explanation, stage: str, progress: StageProgress | None,
+               render_size: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        """Every frame of the video `expl` explains, at most `render_size` px on the long
+        side, reporting progress as it goes."""
+        size = fit_size(expl.width, expl.height, render_size)
+        for done, item in enumerate(iter_frames(self.path, size=size, info=self.info),
+                                    start=1):
+            yield item
+            if progress is not None:
+                progress(stage, done, expl.video_frames)
