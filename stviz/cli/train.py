@@ -190,7 +190,8 @@ def train(dataset: Path, out_dir: Path, epochs: int, batch_size: int, lr: float,
 
     \b
     The default model's recipe (`make model`):
-      stviz train DATA --out DIR --lr 1e-3 --epochs 40 --patience 8 \\
+      stviz train DATA --out DIR --lr 1e-3 --lr-schedule cosine --epochs 24 \\
+        --patience 24 \\
         --spatial-pooling mask --temporal-input rectified \\
         --attention-source input-change --attention-temperature 0.25 \\
         --attention-floor 0.2 --attention-floor-temperature 1.0 \\
