@@ -167,14 +167,19 @@ def test_video_page_plays_seeks_switches_and_overlays(chromium, compared: Path) 
     page.page.keyboard.press(" ")
     assert page.page.evaluate("document.getElementById('video').paused")
     assert int(frame.input_value()) > 0
+    before = int(frame.input_value())
+    # the frame box follows the video's seek, which lands asynchronously: wait for it
     page.page.keyboard.press("ArrowRight")
-    at = int(frame.input_value())
+    page.page.wait_for_function(f"+document.getElementById('frame').value === {before + 1}",
+                                timeout=5000)
     page.page.keyboard.press("ArrowLeft")
-    assert int(frame.input_value()) == at - 1
+    page.page.wait_for_function(f"+document.getElementById('frame').value === {before}",
+                                timeout=5000)
 
     box = page.page.locator("#curves").bounding_box()  # the click lands on ~3/4 of the clip
     page.page.mouse.click(box["x"] + 8 + 0.75 * (box["width"] - 16), box["y"] + box["height"] / 2)
-    assert int(frame.input_value()) == round(0.75 * (total - 1))
+    page.page.wait_for_function("+document.getElementById('frame').value === "
+                                f"{round(0.75 * (total - 1))}", timeout=5000)
 
     heat = "Array.from(heat.getContext('2d').getImageData(0, 0, heat.width, heat.height).data" \
            ".slice(0, 40000))"
