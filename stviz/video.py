@@ -363,8 +363,9 @@ def _stream_scaled(path: Path, info: VideoInfo, size: tuple[int, int]
         video.thread_type = "AUTO"
         frames = _scaled(container.decode(video), size, info.frames)
         with contextlib.closing(_read_ahead(frames)) as ahead:
-            for done, frame in enumerate(ahead, start=1):
-                yield done - 1, frame
+            for frame in ahead:
+                yield done, frame
+                done += 1
     if done < info.frames:
         warn(f"{path}: frame {done} and later ones do not decode; stopped there")
 
