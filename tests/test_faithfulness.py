@@ -81,6 +81,26 @@ def test_ties_break_in_raster_order() -> None:
     np.testing.assert_allclose(scores, [10 / 4, 9 / 4, 7 / 4, 4 / 4, 0])
 
 
+def test_a_region_ranks_and_perturbs_only_its_pixels() -> None:
+    """A 2x4 frame whose right half (red 4, 3 / 2, 1) the model saw, the left half red 9:
+    fractions are of the region's 4 pixels, the left half is never touched."""
+    frames = np.zeros((1, 2, 4, 3))
+    frames[0, :, :, 0] = [[9, 9, 4, 3], [9, 9, 2, 1]]
+    maps = np.array([[[4, 3], [2, 1]]], float)  # at the region's size
+    zero = np.zeros_like(frames)
+    options = {"steps": 4, "baseline": zero, "region": (2, 0, 4, 2)}
+    fractions, deleted = deletion_curve(frames, maps, _red_mean, **options)
+    np.testing.assert_allclose(fractions, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(deleted, np.array([46, 42, 39, 37, 36]) / 8)
+    _, inserted = insertion_curve(frames, maps, _red_mean_batched, batch_size=2, **options)
+    np.testing.assert_allclose(inserted, np.array([36, 40, 43, 45, 46]) / 8)
+    # a map of another size is resized to the region (a constant one: ties in raster order)
+    _, upsampled = deletion_curve(frames, np.ones((1, 1, 1)), _red_mean, **options)
+    np.testing.assert_allclose(upsampled, np.array([46, 42, 39, 37, 36]) / 8)
+    with pytest.raises(ValueError, match="not inside the 4x2 frames"):
+        deletion_curve(frames, maps, _red_mean, region=(2, 0, 5, 2))
+
+
 def test_default_blur_baseline_keeps_uint8() -> None:
     frames = np.full((2, 12, 16, 3), 90, np.uint8)
     frames[:, 4:8, 6:10] = 250

@@ -17,8 +17,11 @@ from tiny_models import tiny_checkpoint
 
 from stviz import api
 from stviz.datasets.synth import SynthConfig, generate
+from stviz.explain.explanation import Explanation
 from stviz.render.colors import colormap_lut
-from stviz.render.html import REPORT_FILE
+from stviz.render.html import REPORT_FILE, video_page, write_video_page
+
+CROP = [16, 0, 80, 64]  # the centre square of a 96x64 video, as a Kinetics model sees it
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,28 @@ def localized(data: Path, model: Path, tmp_path_factory: pytest.TempPathFactory)
     api.localize_eval(data, out, methods=("attention", "gradcam"), model=model,
                       faithfulness=False, device="cpu", html=True, html_videos=1)
     return out
+
+
+def flat_explanation(width: int = 96, height: int = 64, crop: list[int] | None = CROP
+                     ) -> Explanation:
+    """Constant maps on two sampled frames of a 12-frame video at 12 fps."""
+    return Explanation(video="v.mp4", frame_indices=[0, 6], timestamps=[0, 0.5],
+                       spatial=np.ones((2, 7, 7)), temporal=[0.5, 0.5], classes=["a"],
+                       probabilities=[1], predicted=0, target=0, method="m",
+                       video_frames=12, fps=12.0, width=width, height=height, crop=crop)
+
+
+@pytest.fixture(scope="module")
+def cropped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The page of an explanation whose maps cover CROP of a grey 96x64 video."""
+    frames = ((i, np.full((64, 96, 3), 128, np.uint8)) for i in range(12))
+    return write_video_page([flat_explanation()], frames,
+                            tmp_path_factory.mktemp("crop") / REPORT_FILE)
+
+
+def page_data(html: str) -> dict:
+    return json.loads(re.search(r'<script type="application/json" id="stviz-data">(.*?)'
+                                r"</script>", html, re.S).group(1))
 
 
 def external_references(html: str) -> list[str]:
@@ -117,6 +142,14 @@ def test_localize_html_links_the_best_and_worst_videos(localized: Path, capsys) 
     assert "videos/" not in (localized / REPORT_FILE).read_text().split("<h2>Videos")[1]
     # the fixture is shared: put the linked page back for the browser test
     assert run(capsys, "report", localized, "--html-videos", "1", "--overwrite")[0] == 0
+
+
+def test_the_page_data_carries_the_crop_in_video_pixels(cropped: Path) -> None:
+    html = cropped.read_text()
+    assert page_data(html)["methods"][0]["crop"] == CROP
+    assert "the model saw the centre crop 16,0&ndash;80,64" in html
+    whole = video_page([flat_explanation(crop=None)], b"", (96, 64))
+    assert page_data(whole)["methods"][0]["crop"] is None
 
 
 def test_report_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
@@ -228,4 +261,22 @@ def test_localize_page_sorts_and_links(chromium, localized: Path) -> None:
     assert page.page.url.startswith(localized.resolve().as_uri() + "/videos/")
     assert page.errors == []
     assert all(u.startswith(("file://", "data:")) for u in page.requests), page.requests
+    page.close()
+
+
+def test_the_heat_layer_covers_only_the_crop(chromium, cropped: Path) -> None:
+    page = Page(chromium, cropped)
+    page.wait_for_video()
+    alpha = page.page.evaluate("Array.from(heat.getContext('2d').getImageData(0, 30, 96, 1)"
+                               ".data.filter((_, i) => i % 4 === 3))")
+    assert alpha[:16] == [0] * 16 and alpha[80:] == [0] * 16  # the video shows through
+    assert alpha[16:80] == [255] * 64
+    assert page.page.locator("#crop rect").get_attribute("width") == "64"
+    # a video twice the page's size: the crop is scaled and rounded as Explanation.region
+    crop = [15, 3, 81, 61]
+    scaled = page.page.evaluate(f"data.video.width = 192; data.video.height = 128; "
+                                f"region({{crop: {crop}}})")
+    big = flat_explanation(192, 128, crop)
+    assert scaled == list(big.region((96, 64))) == [8, 2, 41, 31]
+    assert page.errors == []
     page.close()

@@ -21,9 +21,16 @@ from stviz import api
 from stviz.datasets.annotations import VideoAnnotation
 from stviz.datasets.synth import SynthConfig, generate
 from stviz.evaluate.localize import ClipScorer, ScoreMemo, locate_videos
-from stviz.evaluate.scoring import BOX_IOUS, BOX_TAUS, METRICS, best_methods
+from stviz.evaluate.scoring import (
+    BOX_IOUS,
+    BOX_TAUS,
+    METRICS,
+    Faithfulness,
+    best_methods,
+    score_video,
+)
 from stviz.evaluate.spatial import max_box_acc_from_hits, max_box_acc_v2
-from stviz.explain import load_classifier
+from stviz.explain import Explanation, load_classifier
 
 REPORTS = ("metrics.json", "metrics.csv", "metrics.md", "metrics.png", "faithfulness.png")
 
@@ -234,6 +241,47 @@ def test_max_box_acc_from_hits_matches_the_direct_computation() -> None:
     merged = max_box_acc_from_hits(np.concatenate(halves), BOX_TAUS, BOX_IOUS, labels)
     assert merged.value == pytest.approx(direct.value)
     assert merged.best_tau == direct.best_tau
+
+
+def cropped_explanation(crop: list[int] | None) -> Explanation:
+    """Two sampled frames of a 200x60 video whose 60x60 maps peak at map x = 50, y = 30:
+    frame x = 120 when they cover the centre square x 70..129, x = 167 over the frame."""
+    spatial = np.zeros((2, 60, 60), np.float32)
+    spatial[:, 30, 50] = 1
+    return Explanation(video="v.mp4", frame_indices=[0, 1], timestamps=[0, 0.1],
+                       spatial=spatial, temporal=[0.6, 0.4], classes=["a", "b"],
+                       probabilities=[0.9, 0.1], predicted=0, target=0, method="m",
+                       video_frames=2, fps=10.0, width=200, height=60, crop=crop)
+
+
+def test_score_video_places_the_maps_of_a_crop_on_the_frame() -> None:
+    gt = VideoAnnotation("v", frames=2, width=200, height=60,
+                         boxes={0: np.array([[110.0, 20, 130, 40]])})  # frame pixels
+    cropped = score_video(cropped_explanation([70, 0, 130, 60]), gt, 0).spatial
+    whole = score_video(cropped_explanation(None), gt, 0).spatial
+    assert [cropped[m].tolist() for m in ("pointing_game", "mass_in_box")] == [[1], [1]]
+    assert [whole[m].tolist() for m in ("pointing_game", "mass_in_box")] == [[0], [0]]
+
+
+def test_faithfulness_of_a_crop_leaves_the_rest_of_the_frame_alone() -> None:
+    frames = np.random.default_rng(0).integers(1, 256, (2, 60, 200, 3), np.uint8)
+    seen = []
+
+    def score(clips: np.ndarray) -> np.ndarray:
+        seen.extend(clips)
+        return clips.mean(axis=(1, 2, 3, 4)) / 255
+
+    faith = Faithfulness(frames, np.arange(2), np.zeros_like(frames), score, score, steps=2)
+    gt = VideoAnnotation("v", frames=2, width=200, height=60)
+    curves = score_video(cropped_explanation([70, 0, 130, 60]), gt, 0, faith=faith).curves
+    assert curves["deletion"].shape == (2, 3)
+    spatial = seen[:6]  # deletion then insertion, 3 clips each
+    for clip in spatial:
+        np.testing.assert_array_equal(clip[:, :, :70], frames[:, :, :70])
+        np.testing.assert_array_equal(clip[:, :, 130:], frames[:, :, 130:])
+    assert not spatial[2][:, :, 70:130].any() and not spatial[3][:, :, 70:130].any()
+    np.testing.assert_array_equal(spatial[0], frames)
+    np.testing.assert_array_equal(spatial[5], frames)
 
 
 def test_clip_scorer_agrees_with_the_model_and_reuses_work(model: Path) -> None:

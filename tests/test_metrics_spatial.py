@@ -18,6 +18,7 @@ from stviz.evaluate.spatial import (
     paper_box_accuracy,
     paper_boxes,
     pointing_game,
+    shift_boxes,
     spatial_metrics,
 )
 
@@ -252,6 +253,40 @@ def test_spatial_metrics_equals_single_functions() -> None:
             np.testing.assert_array_equal(got[key], fn(maps, gt, thr, frame_size=size,
                                                        work_size=work))
         assert np.isnan(got["box_iou"][5]) and np.isnan(got["pointing_game"][5])
+
+
+def test_maps_of_a_crop_are_scored_against_boxes_in_frame_pixels() -> None:
+    """A 200x60 frame whose centre square x 70..129 the model saw: its 60x60 map peaks at
+    crop x = 50, frame x = 120, inside the frame box x 110..129. Read as covering the
+    whole frame instead, the same map peaks at frame x = 167, 38 px right of the box."""
+    maps = np.zeros((1, 60, 60), np.float32)
+    maps[0, 30, 50] = 1
+    box = np.array([[[110, 20, 130, 40]]], float)
+    crop = shift_boxes(box, (70, 0))
+    np.testing.assert_array_equal(crop, [[[40, 20, 60, 40]]])
+    assert pointing_game(maps, crop, frame_size=(60, 60)) == 1
+    assert mass_in_box(maps, crop, frame_size=(60, 60)) == 1
+    assert pointing_game(maps, box, frame_size=(60, 200)) == 0
+    assert mass_in_box(maps, box, frame_size=(60, 200)) == 0
+
+
+def test_boxes_reaching_past_a_crop_are_not_clipped() -> None:
+    """Frame boxes partly or wholly left of a crop at x0 = 20 (crop x < 0 after the shift):
+    mass counts the map pixels they cover, the pointing game the distance to the whole
+    box, IoU the whole box (clipped to the crop it would be 1)."""
+    m = np.zeros((60, 60), np.float32)
+    m[30, 5], m[30, 40] = 1, 3  # frame x 25 and 60; the peak at 60
+    region = np.zeros((60, 60), np.float32)
+    region[10:30, 10:30] = 1  # frame x 30..49
+    maps = np.stack([m, m, region])
+    boxes = shift_boxes(np.array([[[0, 0, 30, 60]], [[0, 0, 10, 60]], [[10, 10, 50, 30]]],
+                                 float), (20, 0))
+    np.testing.assert_allclose(mass_in_box(maps[:2], boxes[:2]), [0.25, 0])
+    np.testing.assert_array_equal(pointing_game(maps[:2], boxes[:2], tolerance=32), [1, 0])
+    np.testing.assert_array_equal(pointing_game(maps[:2], boxes[:2], tolerance=31), [0, 0])
+    assert spatial_metrics(maps[2:], boxes[2:])["box_iou"] == pytest.approx(0.5)
+    assert max_box_acc_v2(maps[2:], boxes[2:], taus=[0.5], ious=[0.5]).value == 1
+    assert max_box_acc_v2(maps[2:], boxes[2:], taus=[0.5], ious=[0.51]).value == 0
 
 
 def test_aggregate_per_class() -> None:

@@ -23,7 +23,14 @@ from stviz.render import (
     render_overlay,
     render_temporal,
 )
-from stviz.render.colors import DEFAULT_ALPHA, GT_RGB, SEGMENT_RGB, colormap_lut
+from stviz.render.colors import (
+    DEFAULT_ALPHA,
+    GT_RGB,
+    OUTSIDE_DIM,
+    SEGMENT_RGB,
+    ColorScale,
+    colormap_lut,
+)
 from stviz.render.compare import compare_sheet_size
 from stviz.render.keyframes import keyframes_size
 from stviz.render.overlay import PANEL_GAP, strip_height, title_height
@@ -35,6 +42,8 @@ STRENGTH = np.array([0.5, 0.5, 0.5, 0.75, 1.0, 0.75, 0.5, 0.5])  # per sampled f
 HOT_XY = (75, 41)  # inside the hot block's plateau (cells rows 3-5, columns 4-6)
 COLD_XY = (15, 50)  # far from it
 LUT = colormap_lut("inferno")[:, 0].astype(float)
+CROP = [16, 0, 80, 64]  # the centre square the model saw: the hot block is then at x 57-80
+DIMMED = round(OUTSIDE_DIM * GREY)  # the frame outside the crop
 
 
 def blended(level: float) -> np.ndarray:
@@ -42,7 +51,8 @@ def blended(level: float) -> np.ndarray:
     return (1 - DEFAULT_ALPHA) * GREY + DEFAULT_ALPHA * LUT[round(level * 255)]
 
 
-def make_expl(method: str = "mask", strength: np.ndarray = STRENGTH) -> Explanation:
+def make_expl(method: str = "mask", strength: np.ndarray = STRENGTH,
+              crop: list[int] | None = None) -> Explanation:
     spatial = np.zeros((len(SAMPLED), 7, 7), np.float32)
     spatial[:, 3:6, 4:7] = strength[:, None, None]
     temporal = np.exp(-(((SAMPLED - 12) / 5.0) ** 2))
@@ -50,7 +60,7 @@ def make_expl(method: str = "mask", strength: np.ndarray = STRENGTH) -> Explanat
                        spatial=spatial, temporal=temporal / temporal.sum(),
                        classes=["walk", "jump"], probabilities=np.array([0.2, 0.8]),
                        predicted=1, target=1, method=method, video_frames=N, fps=FPS,
-                       width=W, height=H)
+                       width=W, height=H, crop=crop)
 
 
 def video(n: int = N, size: tuple[int, int] = (W, H)):
@@ -135,6 +145,35 @@ def test_overlay_at_a_smaller_size_scales_the_boxes(tmp_path: Path) -> None:
     assert green(frame[20, 20]) < 10  # where the unscaled edge would be: inside, no line
 
 
+def test_overlay_colours_only_the_crop_the_model_saw(tmp_path: Path) -> None:
+    (frame,) = read_frames(render_overlay(make_expl(crop=CROP), video(), tmp_path / "c.mp4"),
+                           [12])
+    assert near(frame[41, 70], blended(1.0), 24)  # the hot block, squeezed into the crop
+    assert near(frame[25, 30], blended(0.0), 12)  # the cold end, inside the crop
+    for x in (5, 88):  # outside: the plain frame, dimmed, no colour
+        assert near(frame[30, x], np.full(3, DIMMED), 6)
+    assert frame[30, 15].mean() > 150 and frame[30, 80].mean() > 150  # the outline
+    assert near(frame[30, 20], blended(0.0), 12)  # just inside it: the map
+
+
+def test_a_crop_is_blended_exactly_and_the_rest_only_dimmed() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (H, W, 3), np.uint8)
+    values = np.random.default_rng(1).random((7, 7)).astype(np.float32)
+    scale = ColorScale(0.0, 1.0)
+    x0, y0, x1, y1 = 16, 8, 80, 56
+    img = scale.overlay(frame, values, DEFAULT_ALPHA, region=(x0, y0, x1, y1))
+    expect = scale.overlay(frame[y0:y1, x0:x1], values, DEFAULT_ALPHA)
+    np.testing.assert_array_equal(img[y0:y1, x0:x1], expect)
+    outside = np.ones((H, W), bool)
+    outside[y0 - 1:y1 + 1, x0 - 1:x1 + 1] = False  # the crop and its outline
+    dimmed = np.round(frame * OUTSIDE_DIM)
+    assert np.abs(img[outside] - dimmed[outside]).max() <= 1
+    assert (img[y0 - 1, x0:x1] == 255).all() and (img[y0:y1, x1] == 255).all()
+    # the whole frame as region: the plain overlay, no outline
+    np.testing.assert_array_equal(scale.overlay(frame, values, 0.5, region=(0, 0, W, H)),
+                                  scale.overlay(frame, values, 0.5))
+
+
 def test_overwrite_is_refused_unless_asked(tmp_path: Path, overlay_mp4: Path) -> None:
     with pytest.raises(StvizError, match="exists"):
         render_overlay(make_expl(), video(), overlay_mp4)
@@ -153,6 +192,14 @@ def test_keyframes_sheet(tmp_path: Path) -> None:
     assert (img.shape[1], img.shape[0]) == keyframes_size(6, (W, H), 1280)
     assert has_color(img, blended(1.0))
     assert has_color(img, np.array(GT_RGB))
+
+    def dimmed_pixels(sheet: np.ndarray) -> int:
+        return int((np.abs(sheet[..., :3].astype(float) - DIMMED).max(axis=-1) <= 2).sum())
+
+    cropped = iio.imread(render_keyframes(make_expl(crop=CROP), still_frames(),
+                                          tmp_path / "cropped.png", k=6))
+    assert has_color(cropped, blended(1.0))
+    assert dimmed_pixels(cropped) > 20 * dimmed_pixels(img) + 10000  # a third of each frame
 
 
 def test_temporal_figure(tmp_path: Path) -> None:

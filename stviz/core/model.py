@@ -15,14 +15,29 @@ from stviz.core.device import autocast, resolve_device
 from stviz.core.network import ModelSpec, NetOutput, STAttentionNet
 
 
+def center_crop_box(width: int, height: int, fraction: float | None
+                    ) -> tuple[int, int, int, int] | None:
+    """The square (x0, y0, x1, y1) in frame pixels that a centre crop keeping `fraction`
+    of the short side takes (DeepMind's I3D: 224 of 256); None keeps the whole frame."""
+    if fraction is None:
+        return None
+    side = max(1, min(round(min(width, height) * fraction), width, height))
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return x0, y0, x0 + side, y0 + side
+
+
 def preprocess_frames(frames: np.ndarray, size: int, mean: tuple[float, ...],
-                      std: tuple[float, ...]) -> torch.Tensor:
+                      std: tuple[float, ...], crop: float | None = None) -> torch.Tensor:
     """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float normalized, as in training.
 
-    Frames are resized to a square without cropping, as the paper did.
+    Frames are resized to a square without cropping, as the paper did, unless `crop`
+    takes a centre square first (`center_crop_box`), as Kinetics models were tested.
     """
     out = np.empty((len(frames), size, size, 3), dtype=np.float32)
     for i, f in enumerate(frames):
+        box = center_crop_box(f.shape[1], f.shape[0], crop)
+        if box is not None:
+            f = f[box[1]:box[3], box[0]:box[2]]
         interp = cv2.INTER_AREA if min(f.shape[:2]) > size else cv2.INTER_LINEAR
         out[i] = cv2.resize(f, (size, size), interpolation=interp)
     out = (out / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)

@@ -14,6 +14,11 @@ Every function is pure over a scoring callable, so any model fits:
 Ranking ties (equal relevance) are broken by position (raster order, then time), so
 curves are deterministic. "Remove a fraction f of n items" removes the top
 floor(f * n + 0.5) of them.
+
+Where the model saw only a crop of the frame, `region=(x0, y0, x1, y1)` (frame
+pixels, x1/y1 exclusive; `Explanation.region`) is where the maps lie: only its pixels
+are ranked and perturbed, and fractions are of its pixels, since pixels the model
+never sees cannot change its score. The rest of every frame stays as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import cv2
 import numpy as np
 
 ScoreFn = Callable[[np.ndarray], "float | np.ndarray"]
+Region = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
 
 
 def auc(fractions: np.ndarray, scores: np.ndarray) -> float:
@@ -45,24 +51,24 @@ def blurred(frames: np.ndarray, sigma: float | None = None) -> np.ndarray:
 
 
 def deletion_curve(frames: np.ndarray, maps: np.ndarray, score_fn: ScoreFn, steps: int = 20,
-                   baseline: np.ndarray | None = None, batch_size: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   baseline: np.ndarray | None = None, batch_size: int | None = None,
+                   region: Region | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scores after replacing the top fraction of each frame's pixels by the baseline.
 
-    `maps` (T, h, w) are upsampled bilinearly to the frame size and rank the pixels of
-    each frame separately; the same fraction is removed from every frame. Fractions
-    are 0, 1/steps, ..., 1; `baseline` defaults to `blurred(frames)`.
-    Returns (fractions, scores).
+    `maps` (T, h, w) are upsampled bilinearly to the frame size (to `region`'s size when
+    given: see the module doc) and rank the pixels of each frame separately; the same
+    fraction is removed from every frame. Fractions are 0, 1/steps, ..., 1; `baseline`
+    defaults to `blurred(frames)`. Returns (fractions, scores).
     """
-    return _spatial(frames, maps, score_fn, steps, baseline, batch_size, insert=False)
+    return _spatial(frames, maps, score_fn, steps, baseline, batch_size, region, insert=False)
 
 
 def insertion_curve(frames: np.ndarray, maps: np.ndarray, score_fn: ScoreFn, steps: int = 20,
-                    baseline: np.ndarray | None = None, batch_size: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    baseline: np.ndarray | None = None, batch_size: int | None = None,
+                    region: Region | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scores after revealing the top fraction of each frame's pixels on the baseline
     (default `blurred(frames)`); see `deletion_curve`."""
-    return _spatial(frames, maps, score_fn, steps, baseline, batch_size, insert=True)
+    return _spatial(frames, maps, score_fn, steps, baseline, batch_size, region, insert=True)
 
 
 def deletion_auc(frames: np.ndarray, maps: np.ndarray, score_fn: ScoreFn, **options: Any
@@ -100,21 +106,28 @@ def temporal_insertion_curve(frames: np.ndarray, relevance: np.ndarray, score_fn
 # ---------------------------------------------------------------- shared machinery
 
 def _spatial(frames: np.ndarray, maps: np.ndarray, score_fn: ScoreFn, steps: int,
-             baseline: np.ndarray | None, batch_size: int | None, insert: bool
-             ) -> tuple[np.ndarray, np.ndarray]:
+             baseline: np.ndarray | None, batch_size: int | None, region: Region | None,
+             insert: bool) -> tuple[np.ndarray, np.ndarray]:
     frames = np.asarray(frames)
     n_t, height, width = frames.shape[:3]
     maps = np.asarray(maps, np.float32)
     if len(maps) != n_t:
         raise ValueError(f"{len(maps)} maps for {n_t} frames")
-    if maps.shape[1:] != (height, width):
-        maps = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)
+    x0, y0, x1, y1 = region or (0, 0, width, height)
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(f"region {region} is not inside the {width}x{height} frames")
+    if maps.shape[1:] != (y1 - y0, x1 - x0):
+        maps = np.stack([cv2.resize(m, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
                          for m in maps])
-    rank = _rank(maps.reshape(n_t, -1)).reshape(n_t, height, width, *[1] * (frames.ndim - 3))
+    n = (y1 - y0) * (x1 - x0)
+    # Pixels outside the region are never perturbed: ranked before all others when
+    # inserting (always the frames'), after all others when deleting.
+    rank = np.full((n_t, height, width), -1 if insert else n, np.int64)
+    rank[:, y0:y1, x0:x1] = _rank(maps.reshape(n_t, -1)).reshape(maps.shape)
+    rank = rank.reshape(n_t, height, width, *[1] * (frames.ndim - 3))
     base = blurred(frames) if baseline is None else np.asarray(baseline, frames.dtype)
     fractions = np.linspace(0, 1, steps + 1)
-    return fractions, _scores(frames, base, rank, height * width, fractions, score_fn,
-                              batch_size, insert)
+    return fractions, _scores(frames, base, rank, n, fractions, score_fn, batch_size, insert)
 
 
 def _temporal(frames: np.ndarray, relevance: np.ndarray, score_fn: ScoreFn,

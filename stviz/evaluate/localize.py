@@ -127,6 +127,10 @@ def localize_eval(dataset: str | Path, out: str | Path, annotations: str | Path 
     steps_or_none = steps if faithfulness else None
     base = {"version": CACHE_VERSION, "model": model_fingerprint(clf, model), "frames": t,
             "faithfulness_steps": steps_or_none}
+    # A model that sees a centre crop is scored on it, so entries of runs that scored its
+    # maps on the whole frame are stale; models without a crop keep their keys.
+    if clf.crop is not None:
+        base["crop"] = clf.crop
     if loading:  # how the model was loaded matters too (class names by content, not file)
         base["loading"] = {k: clf.classes if k == "classes" else str(v)
                            for k, v in sorted(loading.items())}
@@ -378,7 +382,8 @@ class ClipScorer:
     def __init__(self, clf: VideoClassifier, target: int, memo: ScoreMemo,
                  by_frame: bool = False) -> None:
         self.clf, self.target, self.memo = clf, target, memo
-        self.by_frame = by_frame and clf.is_stviz
+        # a clip backbone's features depend on the whole clip, not on each frame alone
+        self.by_frame = by_frame and clf.is_stviz and clf.module.temporal_stride == 1
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         clips = np.asarray(clips)

@@ -36,6 +36,7 @@ from stviz.errors import StvizError, warn
 from stviz.evaluate.classification import accuracy, confusion_matrix, per_class_accuracy
 from stviz.evaluate.spatial import pointing_game
 from stviz.evaluate.temporal import mass_in_segment, temporal_ap
+from stviz.explain.classifier import VideoClassifier
 from stviz.video import probe, read_frames, uniform_indices
 
 Progress = Callable[[int, int], None]
@@ -76,14 +77,20 @@ class ModelEvaluation:
         }
 
 
-def evaluate_model(model: AttentionModel, dataset: str | Path, split: str = "test",
-                   cache_dir: str | Path | None = DEFAULT_CACHE,
+def evaluate_model(model: AttentionModel | VideoClassifier, dataset: str | Path,
+                   split: str = "test", cache_dir: str | Path | None = DEFAULT_CACHE,
                    progress: Progress | None = None) -> ModelEvaluation:
-    """Classify every readable video of `split`; unreadable ones are reported and skipped."""
+    """Classify every readable video of `split`; unreadable ones are reported and skipped.
+
+    `model`: a stviz model, or any classifier view (`--model i3d-kinetics400`), which
+    classifies its own preprocessed clips (no feature cache, no attention figures)."""
     ds = open_dataset(dataset)
     items = ds.split(split)
     label_map = _model_labels(ds.classes, model.classes, ds.root)
-    outputs, kept, skipped = _forward_all(model, items, cache_dir, progress)
+    if isinstance(model, VideoClassifier):
+        outputs, kept, skipped = _classify_all(model, items, progress)
+    else:
+        outputs, kept, skipped = _forward_all(model, items, cache_dir, progress)
     if not kept:
         raise StvizError(f"{dataset}: none of the {len(items)} videos of split {split!r} "
                          "could be read")
@@ -92,20 +99,27 @@ def evaluate_model(model: AttentionModel, dataset: str | Path, split: str = "tes
     truth = np.array([label_map[items[i].label] for i in kept])
     confusion = confusion_matrix(truth, predicted, len(model.classes))
     localization = (_attention_localization(model, [items[i] for i in kept], outputs, ds.root)
-                    if ds.kind == "synth" else {})
+                    if ds.kind == "synth" and isinstance(model, AttentionModel) else {})
     return ModelEvaluation(str(dataset), model.name, split, list(model.classes), confusion,
                            [items[i].id for i in kept], predicted.tolist(),
                            [str(items[i].path) for i in skipped], localization)
 
 
 def _model_labels(dataset_classes: list[str], model_classes: list[str], root: Path) -> list[int]:
-    """The model's index of every data set class, matched by name."""
-    unknown = [c for c in dataset_classes if c not in model_classes]
+    """The model's index of every data set class, matched by name: exactly, else ignoring
+    case and "_" for " " (a folder `arm_wrestling` is Kinetics' "arm wrestling")."""
+    def key(name: str) -> str:
+        return name.replace("_", " ").strip().casefold()
+
+    loose = {key(c): i for i, c in enumerate(model_classes)}
+    found = [model_classes.index(c) if c in model_classes else loose.get(key(c))
+             for c in dataset_classes]
+    unknown = [c for c, i in zip(dataset_classes, found) if i is None]
     if unknown:
         raise StvizError(f"{root}: classes {', '.join(unknown[:5])} are not classes of the "
                          f"model ({', '.join(model_classes[:5])}, ...); evaluate a model "
                          "trained on this data set (--model)")
-    return [model_classes.index(c) for c in dataset_classes]
+    return [int(i) for i in found]
 
 
 def _forward_all(model: AttentionModel, items: list[VideoItem], cache_dir: str | Path | None,
@@ -141,15 +155,37 @@ def _forward_all(model: AttentionModel, items: list[VideoItem], cache_dir: str |
     with torch.inference_mode(), autocast(model.device):
         for s in range(0, len(kept), _HEAD_BATCH):
             x = torch.from_numpy(np.stack([feats[i] for i in kept[s:s + _HEAD_BATCH]]))
-            out = model.net.forward_features(x.to(model.device).float())
+            out = model.net.forward_features(x.to(model.device).float(), model.spec.frames)
             outputs.extend(NetOutput(*(t[j:j + 1].float().cpu() for t in out))
                            for j in range(len(out.logits)))
     return outputs, kept, skipped
 
 
+def _classify_all(clf: VideoClassifier, items: list[VideoItem], progress: Progress | None
+                  ) -> tuple[list[NetOutput], list[int], list[int]]:
+    """Logits of each readable video from the classifier's own clip (as `stviz explain`
+    samples it), wrapped as outputs without attention; and the kept / skipped positions."""
+    outputs, kept, skipped = [], [], []
+    for i, item in enumerate(items):
+        try:
+            info = probe(item.path)
+            frames = read_frames(item.path, uniform_indices(info.frames, clf.frames), info=info)
+        except StvizError as exc:
+            warn(f"skipped {exc}")
+            skipped.append(i)
+        else:
+            logits = clf.predict(clf.preprocess(frames)).cpu()
+            outputs.append(NetOutput(logits, torch.zeros(0), torch.zeros(0)))
+            kept.append(i)
+        if progress is not None:
+            progress(i + 1, len(items))
+    return outputs, kept, skipped
+
+
 def _attention_localization(model: AttentionModel, items: list[VideoItem],
                             outputs: list[NetOutput], root: Path) -> dict[str, float]:
-    """The two figures of the module doc, from the synth ground truth."""
+    """The figures of the module doc, from the synth ground truth. A stviz model sees the
+    whole frame (resized, never cropped), so its masks cover the frame the boxes are in."""
     from stviz.datasets.annotations import load_annotations
 
     truth = load_annotations(root / "annotations.json").videos

@@ -11,13 +11,17 @@ Metric names (`METRICS`; `LOWER_IS_BETTER` for the deletion AUCs):
 
 - spatial, per annotated sampled frame, maps upsampled to the frame (`spatial.py`):
   pointing_game, mass_in_box, box_acc_iou30, box_acc_iou50, paper_box_acc_iou30,
-  max_box_acc_v2 (its best threshold is chosen over the whole data set);
+  max_box_acc_v2 (its best threshold is chosen over the whole data set). Maps of a
+  model that saw a centre crop (`Explanation.crop`) are upsampled to the crop and the
+  boxes shifted into it unclipped (`shift_boxes`): exact frame-pixel scores with zero
+  relevance outside the crop, which the model never saw;
 - temporal, per video, over the sampled frames (`temporal.py`): temporal_ap,
   temporal_iou, tmap (detection mAP over tIoU 0.1..0.7), paper_coverage,
   mass_in_segment; the ground truth of a sampled frame is whether it lies in a
   segment, or without segments whether it has a box;
 - faithfulness, per video (`faithfulness.py`): deletion_auc, insertion_auc (pixels
-  of every frame, most relevant first, against a blurred copy), temporal_deletion_auc,
+  of every frame, most relevant first, against a blurred copy; only the crop's pixels
+  where the model saw a crop), temporal_deletion_auc,
   temporal_insertion_auc (whole frames against the clip's mean frame); the score is
   the model's softmax probability of the explained class.
 """
@@ -44,6 +48,7 @@ from stviz.evaluate.spatial import (
     aggregate_per_class,
     max_box_acc_from_hits,
     max_box_acc_v2,
+    shift_boxes,
     spatial_metrics,
 )
 from stviz.evaluate.temporal import (
@@ -145,12 +150,14 @@ class Faithfulness:
 def score_video(expl: Explanation, gt: VideoAnnotation, label: int,
                 correct: bool | None = None, faith: Faithfulness | None = None) -> VideoRecord:
     """Every per-frame and per-video score of `expl` against `gt`, which must be in
-    frames and pixels of the decoded video (`VideoAnnotation.resolved`)."""
+    frames and pixels of the decoded video (`VideoAnnotation.resolved`), whole-frame
+    pixels even where the maps cover a crop."""
     boxes = gt.boxes_at(expl.frame_indices)
     boxed = np.flatnonzero(~np.isnan(boxes).all(axis=(1, 2)))
-    size = (expl.height, expl.width)
+    x0, y0, x1, y1 = expl.region()  # the maps' part of the frame (see the module doc)
+    size = (y1 - y0, x1 - x0)
     if len(boxed):
-        maps, gt_boxes = expl.spatial[boxed], boxes[boxed]
+        maps, gt_boxes = expl.spatial[boxed], shift_boxes(boxes[boxed], (x0, y0))
         per_frame = spatial_metrics(maps, gt_boxes, frame_size=size)
         spatial = {m: per_frame[m] for m in FRAME_METRICS}
         hits = max_box_acc_v2(maps, gt_boxes, BOX_TAUS, BOX_IOUS, frame_size=size).hits
@@ -183,7 +190,8 @@ def faithfulness_curves(expl: Explanation, faith: Faithfulness) -> dict[str, np.
     pos = np.searchsorted(expl.frame_indices, faith.indices)
     maps, relevance = expl.spatial[pos], expl.temporal[pos]
     common = {"batch_size": faith.batch_size}
-    spatial = {"steps": faith.steps, "baseline": faith.blurred, **common}
+    region = expl.region((faith.frames.shape[2], faith.frames.shape[1]))
+    spatial = {"steps": faith.steps, "baseline": faith.blurred, "region": region, **common}
     curves = {
         "deletion": deletion_curve(faith.frames, maps, faith.score, **spatial),
         "insertion": insertion_curve(faith.frames, maps, faith.score, **spatial),

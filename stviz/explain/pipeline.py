@@ -114,7 +114,8 @@ def compare_methods(clf: VideoClassifier | AttentionModel, video: str | Path,
     """Every method on the same sampled frames, read and predicted once.
 
     The model's own attention (`attention` for stviz models, `attention-rollout` for
-    video transformers) always comes first (added when missing): it is the reference
+    video transformers; Grad-CAM for the I3D, which has none) always comes first (added
+    when missing): it is the reference
     the others are compared with, and its forward pass gives the prediction.
     `params` maps a method name to its parameters. Each result's `seconds` is its own
     method's time; decoding is shared. `clip`: frames already sampled by `sample_clip`
@@ -122,8 +123,8 @@ def compare_methods(clf: VideoClassifier | AttentionModel, video: str | Path,
     """
     clf = as_classifier(clf)
     names = list(dict.fromkeys(methods))
-    if clf.own_attention is not None:
-        names = [clf.own_attention, *(m for m in names if m != clf.own_attention)]
+    if clf.reference is not None:
+        names = [clf.reference, *(m for m in names if m != clf.reference)]
     explainers = [get_method(m, **(params or {}).get(m, {})) for m in names]
     resolve_target(clf.classes, target, 0)
     clip = clip or sample_clip(clf, video, frames)
@@ -257,4 +258,5 @@ def _explanation(video: Path, info: VideoInfo, indices: np.ndarray, spatial: np.
         probabilities=torch.softmax(logits.float(), -1).cpu().numpy(),
         predicted=int(logits.argmax()), target=target, method=explainer.name, params=params,
         seconds=round(time.perf_counter() - start, 4), video_frames=info.frames, fps=fps,
-        width=info.width, height=info.height, fill=fill)
+        width=info.width, height=info.height, fill=fill,
+        crop=list(box) if (box := clf.crop_box(info.width, info.height)) else None)

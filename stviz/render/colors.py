@@ -21,6 +21,10 @@ DEFAULT_CMAP = "inferno"
 DEFAULT_ALPHA = 0.45
 GT_RGB = (40, 220, 40)  # ground-truth boxes and segments
 SEGMENT_RGB = (200, 240, 200)  # ground-truth time span shaded in figures (GT_RGB, lightened)
+# Where the model saw only a crop of the frame: the rest of the frame is dimmed by this
+# factor and the crop outlined, just outside it, in CROP_RGB.
+OUTSIDE_DIM = 0.7
+CROP_RGB = (255, 255, 255)
 
 
 def colormap_lut(name: str) -> np.ndarray:
@@ -69,10 +73,24 @@ class ColorScale:
         return cv2.applyColorMap(cv2.convertScaleAbs(up, alpha=255.0), self.lut)
 
     def overlay(self, frame: np.ndarray, values: np.ndarray, alpha: float,
-                out: np.ndarray | None = None) -> np.ndarray:
-        """`frame` with the coloured map blended over it (into `out` when given)."""
-        heat = self.heatmap(values, (frame.shape[1], frame.shape[0]))
-        return cv2.addWeighted(frame, 1.0 - alpha, heat, alpha, 0.0, dst=out)
+                out: np.ndarray | None = None,
+                region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """`frame` with the coloured map blended over it (into `out` when given).
+
+        `region` (x0, y0, x1, y1 in the frame's pixels, `Explanation.region`) is where the
+        map lies when the model saw only a crop: the map is blended there, the rest of
+        the frame dimmed by OUTSIDE_DIM and the region outlined just outside its edge.
+        """
+        h, w = frame.shape[:2]
+        if region is None or tuple(region) == (0, 0, w, h):
+            heat = self.heatmap(values, (w, h))
+            return cv2.addWeighted(frame, 1.0 - alpha, heat, alpha, 0.0, dst=out)
+        x0, y0, x1, y1 = region
+        out = cv2.convertScaleAbs(frame, alpha=OUTSIDE_DIM, dst=out)
+        heat = self.heatmap(values, (x1 - x0, y1 - y0))
+        out[y0:y1, x0:x1] = cv2.addWeighted(frame[y0:y1, x0:x1], 1.0 - alpha, heat, alpha, 0.0)
+        cv2.rectangle(out, (x0 - 1, y0 - 1), (x1, y1), CROP_RGB, 1)
+        return out
 
     def colorbar(self, width: int, height: int) -> np.ndarray:
         """A vertical (height, width, 3) colour bar, hot end at the top."""

@@ -67,10 +67,13 @@ def caption(expl: Explanation, pos: int, relevance: bool = True) -> str:
 
 def heat_frame(expl: Explanation, scale: ColorScale, frames: dict[int, np.ndarray],
                index: int, alpha: float, boxes: Boxes | None) -> np.ndarray:
-    """Video frame `index` with its map blended over it (and its GT boxes)."""
+    """Video frame `index` with its map blended over it (inside the crop the model saw,
+    if any) and its GT boxes."""
     if index not in frames:
         raise ValueError(f"frames lacks video frame {index}; pass the frames of key_frames()")
-    img = scale.overlay(frames[index], expl.map_at(index), alpha)
+    frame = frames[index]
+    img = scale.overlay(frame, expl.map_at(index), alpha,
+                        region=expl.region((frame.shape[1], frame.shape[0])))
     draw_boxes(img, (boxes or {}).get(index))
     return img
 

@@ -89,14 +89,15 @@ def page_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, i
 
 def _method_data(expl: Explanation, color: str) -> dict[str, Any]:
     """What the page draws for one method: its maps as levels in [0, 1] on the clip's one
-    scale (float32, base64), its curve, its sampled frames."""
+    scale (float32, base64), its curve, its sampled frames, and the crop of the frame
+    the maps cover (video pixels; None: the whole frame)."""
     lo, hi = expl.value_range()
     levels = np.clip((expl.spatial - lo) / (hi - lo), 0.0, 1.0).astype("<f4")
     return {"name": expl.method, "color": color, "lo": lo, "hi": hi,
             "grid": list(expl.spatial.shape[1:]),
             "frames": [int(i) for i in expl.frame_indices],
             "temporal": [round(float(v), 8) for v in expl.temporal],
-            "maps": _b64(levels.tobytes())}
+            "maps": _b64(levels.tobytes()), "crop": expl.crop}
 
 
 def _truth_data(boxes: Boxes | None, segments: Sequence[tuple[int, int]] | None
@@ -142,7 +143,7 @@ def video_page(expls: Sequence[Explanation], video_mp4: bytes, size: tuple[int, 
         title=title or name, subtitle=subtitle, back=back, data=data, methods=methods,
         model=ref.params.get("model"), prediction=_prediction(ref), agreement=agreement,
         video_src="data:video/mp4;base64," + _b64(video_mp4), size=size, cmap=cmap,
-        fill=ref.fill, has_truth=bool(boxes or segments))
+        fill=ref.fill, crop=ref.crop, has_truth=bool(boxes or segments))
 
 
 def write_video_page(expls: Sequence[Explanation], frames: Frames, out: str | Path, *,

@@ -7,7 +7,9 @@ strip, title) is drawn once; per frame only the blend, label, boxes and cursor a
 Panel layout, top to bottom (``h`` = frame height)::
 
     [title bar]   compare videos only: the method name
-    frame         heatmap blended over it, predicted label top-left, GT boxes
+    frame         heatmap blended over it (only inside the crop the model saw, if it
+                  saw one: the rest dimmed, the crop outlined), predicted label
+                  top-left, GT boxes
     strip         max(24, 2 * round(0.1 * h)) px: temporal relevance of the whole
                   video as coloured bars, ticks at the sampled frames, a white
                   cursor at the current frame; the colour bar with the clip's
@@ -89,6 +91,7 @@ class OverlayPainter:
         self.box_scale = np.array([w / expl.width if expl.width else 1.0,
                                    h / expl.height if expl.height else 1.0] * 2)
         self.scale = ColorScale(*expl.value_range(), cmap=cmap)
+        self.region = expl.region((w, h))
         self.font = font_scale(h)
         self.label = f"{expl.predicted_class} {expl.probabilities[expl.predicted]:.0%}"
         self.top = title_height(h) if title is not None else 0
@@ -149,7 +152,8 @@ class OverlayPainter:
     def paint(self, index: int, frame: np.ndarray) -> np.ndarray:
         """The panel for video frame `index`; valid until the next call."""
         buf = self.buffer
-        self.scale.overlay(frame, self.expl.map_at(index), self.alpha, out=buf[self.frame_rows])
+        self.scale.overlay(frame, self.expl.map_at(index), self.alpha, out=buf[self.frame_rows],
+                           region=self.region)
         boxes = self.boxes.get(index)
         draw_boxes(buf[self.frame_rows], None if boxes is None else
                    np.asarray(boxes, float).reshape(-1, 4) * self.box_scale)
