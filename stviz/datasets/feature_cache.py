@@ -1,10 +1,13 @@
 """Frozen-backbone features, computed once and kept on disk in fp16.
 
 An entry's key hashes everything that changes the features: the video's bytes,
-the backbone and its weights, the input size and the sampled frame indices. So an
-edited video, another backbone or another T gets a new entry, and nothing stale
-is ever read. Entries are written atomically: an interrupted run leaves only
-complete files behind, and the next run computes the rest.
+the backbone (with its layer, for the I3D) and its weights, the input size and
+normalization, and the sampled frame indices. So an edited video, another backbone
+or another T gets a new entry, and nothing stale is ever read. An entry holds one
+clip's (T', C, h, w) features: T' = T for a per-frame backbone, fewer for a clip
+backbone (`Backbone.temporal_stride`), whose features depend on the whole clip.
+Entries are written atomically: an interrupted run leaves only complete files
+behind, and the next run computes the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stviz.core.backbones import Backbone
+from stviz.core.backbones import Backbone, encode
 from stviz.core.model import preprocess_frames
 from stviz.files import atomic_path
 
@@ -35,7 +38,9 @@ def file_digest(path: Path) -> str:
 
 
 class FeatureCache:
-    """Backbone features of T uniformly sampled frames per video, under `root`."""
+    """Backbone features of T uniformly sampled frames per video, under `root`.
+
+    Clips are encoded `batch_frames` frames at a time (whole clips, one at least)."""
 
     def __init__(self, root: str | Path, backbone: Backbone, input_size: int, frames: int,
                  device: torch.device | str = "cpu", batch_frames: int = 64) -> None:
@@ -59,7 +64,7 @@ class FeatureCache:
         return self.root / key[:2] / f"{key}.npy"
 
     def load(self, video: Path) -> np.ndarray | None:
-        """Cached (T, C, h, w) fp16 features of `video`, or None when absent."""
+        """Cached (T', C, h, w) fp16 features of `video`, or None when absent."""
         from stviz.video import probe, uniform_indices
 
         indices = uniform_indices(probe(video).frames, self.frames)
@@ -80,12 +85,14 @@ class FeatureCache:
         results: list[np.ndarray | None] = [None] * len(videos)
         pending: list[tuple[int, Path, torch.Tensor]] = []  # (position, cache path, input)
         module = self.backbone.module.to(self.device).eval()
+        stride = self.backbone.temporal_stride
+        clips_per_batch = max(1, self.batch_frames // self.frames)
 
         def flush() -> None:
-            x = torch.cat([f for _, _, f in pending])
-            feats = torch.cat([module(x[i:i + self.batch_frames].to(self.device)).float().cpu()
-                               for i in range(0, len(x), self.batch_frames)])
-            feats = feats.half().numpy().reshape(len(pending), self.frames, *feats.shape[1:])
+            x = torch.stack([f for _, _, f in pending])  # (P, T, 3, S, S)
+            feats = torch.cat([encode(module, x[i:i + clips_per_batch].to(self.device), stride)
+                               .float().cpu() for i in range(0, len(x), clips_per_batch)])
+            feats = feats.half().numpy()
             for (pos, cpath, _), f in zip(pending, feats):
                 cpath.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(cpath) as tmp:
