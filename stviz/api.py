@@ -91,8 +91,10 @@ def evaluate(dataset: str | Path, model: str | Path | None = None, split: str = 
 def _evaluated(model: Any, device: str) -> Any:
     """What `evaluate` classifies with: a named model (i3d-kinetics400) as its classifier
     view, else a stviz checkpoint (features cached)."""
-    from stviz.explain.classifier import I3D_NAME, from_i3d
+    from stviz.explain.classifier import I3D_NAME, VideoClassifier, from_i3d
 
+    if isinstance(model, (VideoClassifier, AttentionModel)):
+        return model
     return from_i3d(device=device) if str(model) == I3D_NAME else load_model(model, device)
 
 

@@ -154,7 +154,8 @@ def localize_eval(dataset: Path, annotations_file: Path | None, fmt: str | None,
       (the deletion AUCs: lower is better; everything else: higher)
 
     Spatial metrics use the sampled frames that have a ground-truth box, with
-    maps upsampled to the frame; temporal ones the sampled frames inside a
+    maps upsampled to the frame (to the centre crop a model like the I3D sees,
+    with zero relevance outside it); temporal ones the sampled frames inside a
     segment. Videos are looked up under DATASET: the annotated path, else any
     video file whose path ends with the video id (for UCF101-24,
     DATASET/Class/v_Class_gXX_cYY.avi). Missing videos are listed and skipped.

@@ -273,7 +273,15 @@ def _say_video(expl: Any, model: str) -> None:
     out.print(f"[bold]{escape(Path(expl.video).name)}[/]: {expl.video_frames} frames, "
               f"{expl.fps:g} fps, {expl.width}x{expl.height}, "
               f"{expl.video_frames / expl.fps if expl.fps else 0:.1f} s · model "
-              f"{escape(model)}")
+              f"{escape(model)}" + _crop_note(expl))
+
+
+def _crop_note(expl: Any) -> str:
+    """Where a centre-cropping model (the I3D) looked, when it did not see the whole frame."""
+    if not expl.crop:
+        return ""
+    x0, y0, x1, y1 = expl.crop
+    return f" · sees the centre crop {x1 - x0}x{y1 - y0} at ({x0}, {y0})"
 
 
 def _prediction_table(expl: Any) -> Table:
